@@ -1,0 +1,263 @@
+"""``canvas-bridge``: run | transform | schema | replay | check-config | produce."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from typing import IO, Any
+
+import msgspec
+
+from bridge import __version__
+from bridge.config import Config, ConfigError, load_config, redacted
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(getattr(args, "config", None))
+
+
+def _run_async(coro: Any) -> Any:
+    try:
+        import uvloop  # optional: the `fast` extra
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bridge.logs import setup_logging
+    from bridge.service import run_service
+
+    config = _load(args)
+    setup_logging(config.log.level, config.log.format)
+    code: int = _run_async(run_service(config))
+    return code
+
+
+# -- transform ------------------------------------------------------------------------------
+
+
+def _lines(path: str | None) -> Iterator[bytes]:
+    stream: IO[bytes] = open(path, "rb") if path and path != "-" else sys.stdin.buffer  # noqa: SIM115
+    try:
+        for line in stream:
+            line = line.rstrip(b"\r\n")
+            if line.strip():
+                yield line
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def _text(b: bytes | None) -> str | None:
+    return None if b is None else b.decode("utf-8", "backslashreplace")
+
+
+def output_line(out: Any) -> dict[str, Any]:
+    """The JSON line ``transform`` prints for one output record."""
+    from bridge.core import Publish
+
+    headers = {name: _text(value) for name, value in out.headers}
+    value: Any = msgspec.json.decode(out.value) if isinstance(out, Publish) else _text(out.value)
+    return {"topic": out.topic, "key": _text(out.key), "headers": headers, "value": value}
+
+
+def cmd_transform(args: argparse.Namespace) -> int:
+    from bridge.core import Core, Source, now_ms
+
+    config = _load(args)
+    core = Core(config.topics, config.decode, config.limits)
+    encode = msgspec.json.Encoder().encode
+    write = sys.stdout.buffer.write
+    counts: Counter[str] = Counter()
+    for offset, raw in enumerate(_lines(args.input)):
+        for out in core.process(raw, Source(config.raw_topic, 0, offset), now_ms()):
+            counts["dead_letters" if out.topic == config.topics.dead_letter else "records"] += 1
+            write(encode(output_line(out)) + b"\n")
+    sys.stdout.flush()
+    print(f"transform: {counts['records']} records, {counts['dead_letters']} dead letters", file=sys.stderr)
+    return 0
+
+
+# -- schema ---------------------------------------------------------------------------------
+
+
+def _open_schema(node: Any) -> Any:
+    """Unknown fields are carried through to the output, so the published schema stays open."""
+    if isinstance(node, dict):
+        return {k: _open_schema(v) for k, v in node.items() if not (k == "additionalProperties" and v is False)}
+    if isinstance(node, list):
+        return [_open_schema(v) for v in node]
+    return node
+
+
+def record_types() -> dict[str, tuple[str, type]]:
+    """Topic value types: event name -> (topic suffix, Struct of the published value)."""
+    from bridge.events import CANVAS_EVENTS, CanvasMetadata
+    from bridge.events.caliper import CALIPER_EVENTS
+
+    common: list[Any] = [
+        ("event_name", str),
+        ("event_time", datetime),
+        ("event_time_ms", int),
+        ("dedupe_key", str),
+        ("generic", bool),
+    ]
+    out: dict[str, tuple[str, type]] = {}
+    for name, body in CANVAS_EVENTS.items():
+        fields = [*common, ("format", str), ("metadata", CanvasMetadata), ("body", body)]
+        out[name] = ("canvas", msgspec.defstruct(f"{body.__name__}Record", fields, kw_only=True))
+    for name, event in CALIPER_EVENTS.items():
+        fields = [
+            *common,
+            ("format", str),
+            ("sensor", str),
+            ("send_time", datetime),
+            ("data_version", str),
+            ("event", event),
+        ]
+        out[f"caliper.{name}"] = ("caliper", msgspec.defstruct(f"{event.__name__}Record", fields, kw_only=True))
+    return out
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    config = _load(args)
+    types = record_types()
+    names = [args.event_name] if args.event_name else sorted(types)
+    result: dict[str, Any] = {}
+    for name in names:
+        if name not in types:
+            print(f"schema: unknown event type {name!r} (try: canvas-bridge schema | jq keys)", file=sys.stderr)
+            return 2
+        fmt, typ = types[name]
+        topic = (config.topics.caliper_prefix + name.split(".", 1)[1]) if fmt == "caliper" else (
+            config.topics.prefix + name
+        )
+        schema = _open_schema(msgspec.json.schema(typ))
+        schema["title"] = f"{topic} value"
+        schema["$comment"] = f"canvas-bridge {__version__}: value of the typed topic {topic}"
+        result[topic] = schema
+    doc = result[next(iter(result))] if args.event_name else result
+    print(json.dumps(doc, indent=2, sort_keys=True))
+    return 0
+
+
+# -- check-config ---------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(json.dumps(redacted(config), indent=2))
+    return 0
+
+
+# -- produce --------------------------------------------------------------------------------
+
+
+async def _produce(args: argparse.Namespace) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    lines = list(_lines(args.file))
+    if not lines:
+        print(f"produce: {args.file} has no lines", file=sys.stderr)
+        return 2
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap_servers, linger_ms=5, acks="all")
+    await producer.start()
+    sent = 0
+    started = time.monotonic()
+    try:
+        while True:
+            futures = []
+            for line in lines:
+                if args.count and sent >= args.count:
+                    break
+                futures.append(await producer.send(args.topic, line))
+                sent += 1
+                if args.rate:
+                    ahead = sent / args.rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+            await asyncio.gather(*futures)
+            if not args.loop or (args.count and sent >= args.count):
+                break
+    finally:
+        await producer.stop()
+    print(f"produce: {sent} records to {args.topic}", file=sys.stderr)
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    code: int = _run_async(_produce(args))
+    return code
+
+
+# -- replay ---------------------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from bridge.replay import replay
+
+    config = _load(args)
+    code: int = _run_async(replay(config, args.from_topic, dry_run=args.dry_run, reason=args.reason,
+                                  limit=args.limit))
+    return code
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="canvas-bridge", description=__doc__)
+    p.add_argument("--version", action="version", version=f"canvas-bridge {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", help="TOML config file (default: built-in defaults; env BRIDGE_CONFIG)")
+        return sp
+
+    s = with_config(sub.add_parser("run", help="consume the raw topic and publish typed topics"))
+    s.set_defaults(func=cmd_run)
+    s = with_config(sub.add_parser("transform", help="run the core offline: raw values in, JSON lines out"))
+    s.add_argument("input", nargs="?", help="file of raw values, one per line (default: stdin)")
+    s.set_defaults(func=cmd_transform)
+    s = with_config(sub.add_parser("schema", help="print JSON Schema of the typed topics' values"))
+    s.add_argument("event_name", nargs="?", help="e.g. grade_change or caliper.asset_accessed")
+    s.set_defaults(func=cmd_schema)
+    s = with_config(sub.add_parser("check-config", help="validate the config and print it (secrets hidden)"))
+    s.set_defaults(func=cmd_check_config)
+    s = with_config(sub.add_parser("replay", help="send dead letters back through the core"))
+    s.add_argument("--from-topic", help="dead-letter topic to read (default: topics.dead_letter)")
+    s.add_argument("--dry-run", action="store_true", help="report what would happen; publish nothing")
+    s.add_argument("--reason", help="only dead letters with this dlq_reason")
+    s.add_argument("--limit", type=int, default=0, help="at most this many dead letters")
+    s.set_defaults(func=cmd_replay)
+    s = sub.add_parser("produce", help="send the lines of a file to a topic (samples, load)")
+    s.add_argument("file")
+    s.add_argument("--topic", required=True)
+    s.add_argument("--bootstrap-servers", required=True)
+    s.add_argument("--loop", action="store_true", help="start over at the end of the file")
+    s.add_argument("--rate", type=float, default=0, help="records per second (default: as fast as possible)")
+    s.add_argument("--count", type=int, default=0, help="stop after this many records")
+    s.set_defaults(func=cmd_produce)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"canvas-bridge: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

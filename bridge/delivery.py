@@ -1,0 +1,273 @@
+"""The one place that owns the delivery guarantee.
+
+A consumed batch becomes outputs (typed records and dead letters) through the core. This
+module publishes them and commits the batch's input offsets, in this order:
+
+at-least-once (the default)
+    1. drop the typed records whose dedupe key is in the window (duplicate suppression);
+    2. send every output, in input order (idempotent producer: order kept per partition);
+    3. wait until the broker acknowledged every one of them (acks=all);
+    4. commit the input offsets (next offset per partition) to the consumer group;
+    5. remember the published dedupe keys in the window.
+    A failure in 2-3 retries the whole batch after a backoff (a duplicate can result; it
+    carries the same dedupe key). A failure in 4 retries the commit alone. Nothing is
+    fetched meanwhile, so memory stays bounded (backpressure).
+
+exactly-once (``delivery.guarantee = "exactly-once"``)
+    1. as above;
+    2. begin a Kafka transaction;
+    3. send every output inside it and wait for the acknowledgements;
+    4. add the input offsets to the transaction (``send_offsets_to_transaction``);
+    5. commit the transaction: outputs and offsets become visible atomically to
+       ``read_committed`` consumers;
+    6. as 5 above.
+    A failure aborts the transaction and retries the batch.
+
+In both modes, when the group took the partitions away (the commit is rejected), the batch
+is abandoned: its new owner starts from the last committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import errors as kerr
+
+from bridge import metrics
+from bridge.config import Config
+from bridge.core import DeadLetter, Output, Publish
+from bridge.dedupe import Deduplicator
+from bridge.kafka import TopicCreationError, TopicCreator
+
+log = logging.getLogger("bridge.delivery")
+
+#: Errors after which retrying cannot help: the replica must stop with a clear message.
+FATAL_ERRORS: tuple[type[BaseException], ...] = (
+    kerr.ProducerFenced,
+    kerr.TransactionalIdAuthorizationFailed,
+    kerr.TopicAuthorizationFailedError,
+    kerr.GroupAuthorizationFailedError,
+    kerr.ClusterAuthorizationFailedError,
+    kerr.UnsupportedVersionError,
+    TopicCreationError,
+)
+
+
+class FatalDeliveryError(Exception):
+    """Delivery cannot go on (fenced, not authorized...). The service exits non-zero."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one ``getmany`` returned, turned into outputs, with the offsets to commit."""
+
+    outputs: list[tuple[TopicPartition, Output]] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    consumed: int = 0
+    core_seconds: float = 0.0
+
+
+class Delivery:
+    """Publishes a batch's outputs and commits its offsets, per the configured guarantee."""
+
+    def __init__(
+        self,
+        config: Config,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        dedupe: Deduplicator,
+        should_stop: Callable[[], bool],
+        reset_producer: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
+        topics: TopicCreator | None = None,
+    ) -> None:
+        self._topics = topics
+        self.exactly_once = config.delivery.guarantee == "exactly-once"
+        self._group_id = config.group_id
+        self._consumer = consumer
+        self.producer = producer
+        self._dedupe = dedupe
+        self._should_stop = should_stop
+        self._reset_producer = reset_producer
+        self._backoff0 = config.delivery.retry_backoff_initial_s
+        self._backoff_max = config.delivery.retry_backoff_max_s
+        self.publishing_ok = True
+        self.last_error: str = ""
+
+    async def deliver(self, batch: Batch) -> bool:
+        """Publish and commit one batch. False when the batch was abandoned (partitions lost)."""
+        sends, suppressed = self._select(batch)
+        backoff = self._backoff0
+        while True:
+            try:
+                if self.exactly_once:
+                    await self._transaction(sends, batch.offsets)
+                else:
+                    await self._publish(sends)
+                    await self._commit(batch.offsets)
+                self.publishing_ok = True
+                self._after_commit(batch, sends, suppressed)
+                return True
+            except (kerr.CommitFailedError, kerr.IllegalGenerationError, kerr.UnknownMemberIdError,
+                    kerr.RebalanceInProgressError) as exc:
+                metrics.COMMIT_FAILURES.inc()
+                log.warning("commit rejected by the group (%s); the batch is left to the partitions' owner",
+                            type(exc).__name__)
+                if self.exactly_once:
+                    await self._abort()
+                return False
+            except FATAL_ERRORS as exc:
+                raise FatalDeliveryError(f"{type(exc).__name__}: {exc}") from exc
+            except (kerr.KafkaError, TimeoutError, OSError) as exc:
+                self.publishing_ok = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                metrics.PUBLISH_RETRIES.inc()
+                log.warning("publishing a batch of %d outputs failed (%s); retrying in %.1fs",
+                            len(sends), self.last_error, backoff)
+                if self.exactly_once:
+                    await self._abort()
+                if self._should_stop():
+                    raise
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._backoff_max)
+
+    # -- the steps --------------------------------------------------------------------------
+
+    def _select(self, batch: Batch) -> tuple[list[Output], Counter[str]]:
+        """Step 1: duplicate suppression, within the window and within the batch."""
+        suppressed: Counter[str] = Counter()
+        if not self._dedupe.enabled:
+            return [out for _, out in batch.outputs], suppressed
+        now = time.monotonic()
+        sends: list[Output] = []
+        in_batch: set[tuple[TopicPartition, str]] = set()
+        windows: dict[TopicPartition, Any] = {}
+        for tp, out in batch.outputs:
+            if isinstance(out, Publish):
+                w = windows.get(tp)
+                if w is None:
+                    w = windows[tp] = self._dedupe.window(tp.topic, tp.partition)
+                marker = (tp, out.dedupe_key)
+                if marker in in_batch or w.seen(out.dedupe_key, now):
+                    suppressed[out.event_name] += 1
+                    continue
+                in_batch.add(marker)
+            sends.append(out)
+        return sends, suppressed
+
+    async def _publish(self, sends: list[Output]) -> None:
+        """Send every output, then wait for every acknowledgement."""
+        if self._topics is not None:
+            await self._topics.ensure({out.topic for out in sends})
+        producer = self.producer
+        futures = []
+        for out in sends:
+            if isinstance(out, Publish):
+                fut = await producer.send(
+                    out.topic, out.value, key=out.key, timestamp_ms=out.timestamp_ms, headers=list(out.headers)
+                )
+            else:
+                fut = await producer.send(out.topic, out.value, key=out.key, headers=list(out.headers))
+            futures.append(fut)
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit the input offsets; transient errors retry the commit alone."""
+        backoff = self._backoff0
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._consumer.commit(offsets)
+                metrics.COMMIT_DURATION.observe(time.perf_counter() - started)
+                return
+            except (kerr.CommitFailedError, kerr.IllegalGenerationError, kerr.UnknownMemberIdError,
+                    kerr.RebalanceInProgressError):
+                raise
+            except FATAL_ERRORS:
+                raise
+            except (kerr.KafkaError, TimeoutError, OSError) as exc:
+                metrics.COMMIT_FAILURES.inc()
+                log.warning("offset commit failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, backoff)
+                if self._should_stop():
+                    raise
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._backoff_max)
+
+    async def _transaction(self, sends: list[Output], offsets: dict[TopicPartition, int]) -> None:
+        producer = self.producer
+        await producer.begin_transaction()
+        await self._publish(sends)
+        started = time.perf_counter()
+        await producer.send_offsets_to_transaction(offsets, self._group_id)
+        await producer.commit_transaction()
+        metrics.COMMIT_DURATION.observe(time.perf_counter() - started)
+
+    async def _abort(self) -> None:
+        """Abort the open transaction; if the producer cannot, replace it (fencing the old one)."""
+        try:
+            await asyncio.wait_for(self.producer.abort_transaction(), timeout=30)
+            return
+        except Exception as exc:
+            log.warning("aborting the transaction failed (%s: %s); recreating the producer",
+                        type(exc).__name__, exc)
+        if self._reset_producer is not None:
+            self.producer = await self._reset_producer()
+
+    def _after_commit(self, batch: Batch, sends: list[Output], suppressed: Counter[str]) -> None:
+        """Step 5 and the batch's metrics, once per batch (never per event)."""
+        now_mono = time.monotonic()
+        if self._dedupe.enabled:
+            keys: dict[TopicPartition, list[str]] = {}
+            for tp, out in batch.outputs:
+                if isinstance(out, Publish):
+                    keys.setdefault(tp, []).append(out.dedupe_key)
+            for tp, ks in keys.items():
+                self._dedupe.window(tp.topic, tp.partition).remember(ks, now_mono)
+        published: Counter[tuple[str, str]] = Counter()
+        dead: Counter[str] = Counter()
+        generic: Counter[str] = Counter()
+        unknown: Counter[str] = Counter()
+        malformed: Counter[str] = Counter()
+        misfiled: Counter[str] = Counter()
+        now = time.time()
+        step = max(1, len(sends) // 64)
+        for i, out in enumerate(sends):
+            if isinstance(out, DeadLetter):
+                dead[out.reason] += 1
+                continue
+            fmt = out.format
+            name = metrics.GENERIC if out.generic else out.event_name
+            published[(name, fmt)] += 1
+            if out.generic:
+                generic[fmt] += 1
+            if out.unknown_fields:
+                unknown[name] += len(out.unknown_fields)
+            if out.malformed_fields:
+                malformed[name] += len(out.malformed_fields)
+            if out.declared_event_name:
+                misfiled[name] += 1
+            if i % step == 0:
+                metrics.EVENT_FRESHNESS.observe(max(0.0, now - out.timestamp_ms / 1000))
+        for (name, fmt), n in published.items():
+            metrics.EVENTS_PUBLISHED.labels(name, fmt).inc(n)
+        for reason, n in dead.items():
+            metrics.DEAD_LETTERS.labels(reason).inc(n)
+        for fmt, n in generic.items():
+            metrics.GENERIC_EVENTS.labels(fmt).inc(n)
+        for name, n in unknown.items():
+            metrics.UNKNOWN_FIELDS.labels(name).inc(n)
+        for name, n in malformed.items():
+            metrics.MALFORMED_FIELDS.labels(name).inc(n)
+        for name, n in misfiled.items():
+            metrics.MISFILED_EVENTS.labels(name).inc(n)
+        for name, n in suppressed.items():
+            metrics.DUPLICATES_SUPPRESSED.labels(name).inc(n)
+        if sends:
+            metrics.LAST_PUBLISH.set(now)

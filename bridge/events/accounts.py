@@ -1,0 +1,64 @@
+"""Accounts: account creation and updates, account notifications, user-account associations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bridge.events._base import CanvasBody, Id
+
+
+class _AccountBody(CanvasBody, kw_only=True):
+    """Fields shared by ``account_created`` and ``account_updated``."""
+
+    account_id: Id
+    name: str
+    # active, deleted (Canvas may add states).
+    workflow_state: str
+    external_status: str
+    # A root account has no parent (and no separate root account).
+    parent_account_id: Id | None = None
+    root_account_id: Id | None = None
+    root_account_uuid: str | None = None
+    domain: str | None = None
+    # Unset on accounts that inherit them from their parent.
+    default_time_zone: str | None = None
+    default_locale: str | None = None
+
+
+class AccountCreated(_AccountBody, kw_only=True):
+    """An account was created by an end user or an API request."""
+
+
+class AccountUpdated(_AccountBody, kw_only=True):
+    """An account was updated by an end user or an API request."""
+
+
+class AccountNotificationCreated(CanvasBody, kw_only=True):
+    """An account-level notification (global announcement) was created."""
+
+    account_notification_id: Id
+    subject: str  # truncated to 8192 characters
+    message: str  # HTML, truncated to 8192 characters
+    # warning (default), information, question, error, calendar.
+    icon: str
+    start_at: datetime
+    end_at: datetime
+
+
+class UserAccountAssociationCreated(CanvasBody, kw_only=True):
+    """A user was associated with (added to) an account."""
+
+    user_id: Id
+    account_id: Id
+    account_uuid: str
+    is_admin: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+EVENTS: dict[str, type[CanvasBody]] = {
+    "account_created": AccountCreated,
+    "account_notification_created": AccountNotificationCreated,
+    "account_updated": AccountUpdated,
+    "user_account_association_created": UserAccountAssociationCreated,
+}

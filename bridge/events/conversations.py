@@ -1,0 +1,37 @@
+"""Conversations: Canvas Inbox conversations and their messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bridge.events._base import CanvasBody, Id
+
+
+class ConversationCreated(CanvasBody, kw_only=True):
+    """A new conversation was initiated by its sender."""
+
+    conversation_id: Id
+    updated_at: datetime
+
+
+class ConversationForwarded(CanvasBody, kw_only=True):
+    """A conversation was updated: a user was added to it."""
+
+    conversation_id: Id
+    updated_at: datetime
+
+
+class ConversationMessageCreated(CanvasBody, kw_only=True):
+    """A message was added to a conversation."""
+
+    message_id: Id
+    conversation_id: Id
+    author_id: Id
+    created_at: datetime
+
+
+EVENTS: dict[str, type[CanvasBody]] = {
+    "conversation_created": ConversationCreated,
+    "conversation_forwarded": ConversationForwarded,
+    "conversation_message_created": ConversationMessageCreated,
+}

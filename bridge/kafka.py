@@ -1,0 +1,150 @@
+"""Kafka client wiring: consumer and producer built from the config, security included.
+
+Nothing Canvas-specific lives here. Secrets are read from the config or from files at start
+and are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.helpers import create_ssl_context
+
+from bridge.config import Config, read_secret
+
+
+def security_kwargs(config: Config) -> dict[str, Any]:
+    k = config.kafka
+    kwargs: dict[str, Any] = {"security_protocol": k.security_protocol}
+    if k.security_protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = tls_context(config)
+    if k.security_protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = k.sasl_mechanism
+        kwargs["sasl_plain_username"] = k.sasl_username
+        kwargs["sasl_plain_password"] = read_secret(k.sasl_password, k.sasl_password_file)
+    return kwargs
+
+
+def tls_context(config: Config) -> ssl.SSLContext:
+    k = config.kafka
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=k.ssl_cafile or None,
+        certfile=k.ssl_certfile or None,
+        keyfile=k.ssl_keyfile or None,
+        password=read_secret(k.ssl_key_password, k.ssl_key_password_file) or None,
+    )
+    context.check_hostname = k.ssl_check_hostname
+    return context
+
+
+def replica_id(config: Config) -> str:
+    """This replica's stable identity: the setting, else the host name (a pod name in k8s)."""
+    return config.delivery.replica_id or socket.gethostname()
+
+
+def transactional_id(config: Config) -> str:
+    """One transactional id per replica, stable across restarts so a restart fences its zombie."""
+    return f"{config.delivery.transactional_id_prefix}-{config.group_id}-{replica_id(config)}"
+
+
+def make_consumer(config: Config, listener_safe: bool = True) -> AIOKafkaConsumer:
+    k = config.kafka
+    exactly_once = config.delivery.guarantee == "exactly-once"
+    return AIOKafkaConsumer(
+        bootstrap_servers=k.bootstrap_servers,
+        client_id=f"{k.client_id}-{replica_id(config)}",
+        group_id=config.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=k.auto_offset_reset,
+        isolation_level="read_committed" if exactly_once else "read_uncommitted",
+        session_timeout_ms=k.session_timeout_ms,
+        max_poll_interval_ms=k.max_poll_interval_ms,
+        request_timeout_ms=k.request_timeout_ms + 5000,
+        fetch_max_bytes=k.fetch_max_bytes,
+        metadata_max_age_ms=15000,  # notice a raw topic created (or grown) after start-up
+        max_partition_fetch_bytes=k.max_partition_fetch_bytes,
+        **security_kwargs(config),
+    )
+
+
+def make_producer(config: Config) -> AIOKafkaProducer:
+    k = config.kafka
+    kwargs: dict[str, Any] = {}
+    if config.delivery.guarantee == "exactly-once":
+        kwargs["transactional_id"] = transactional_id(config)
+        kwargs["transaction_timeout_ms"] = config.delivery.transaction_timeout_ms
+    return AIOKafkaProducer(
+        bootstrap_servers=k.bootstrap_servers,
+        client_id=f"{k.client_id}-{replica_id(config)}",
+        acks="all",
+        enable_idempotence=True,
+        compression_type=None if k.compression == "none" else k.compression,
+        linger_ms=k.linger_ms,
+        max_batch_size=k.max_batch_bytes,
+        max_request_size=max(k.max_batch_bytes, config.limits.max_message_bytes + 65536),
+        request_timeout_ms=k.request_timeout_ms,
+        **kwargs,
+        **security_kwargs(config),
+    )
+
+
+log = logging.getLogger("bridge.kafka")
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicCreator:
+    """Creates each output topic the first time it is needed (``topics.create``).
+
+    Production clusters often disable broker-side auto-creation; the bridge creates its typed
+    and dead-letter topics itself with ``topics.partitions`` partitions and
+    ``topics.replication_factor`` replicas (0: min(3, number of brokers)).
+    """
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._known: set[str] = set()
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def ensure(self, topics: Iterable[str]) -> None:
+        missing = set(topics) - self._known
+        if not missing or not self._config.topics.create:
+            return
+        admin = await self._client()
+        existing = set(await admin.list_topics())
+        to_create = sorted(missing - existing)
+        if to_create:
+            settings = self._config.topics
+            rf = settings.replication_factor or min(3, len(admin._client.cluster.brokers()))
+            response = await admin.create_topics([NewTopic(t, settings.partitions, rf) for t in to_create])
+            for topic, code, *_ in response.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    raise TopicCreationError(f"creating topic {topic} failed with Kafka error code {code}")
+            log.info("created %d topics: %s", len(to_create), ", ".join(to_create[:10]))
+        if len(self._known) < 100000:  # bounded, whatever the event names
+            self._known |= missing
+
+    async def _client(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            k = self._config.kafka
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=k.bootstrap_servers, client_id=f"{k.client_id}-admin",
+                request_timeout_ms=k.request_timeout_ms, **security_kwargs(self._config),
+            )
+            await admin.start()
+            self._admin = admin
+        return self._admin
+
+    async def close(self) -> None:
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+
+class TopicCreationError(Exception):
+    """The broker refused to create an output topic."""

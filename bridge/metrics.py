@@ -1,0 +1,148 @@
+"""Every Prometheus metric of canvas-bridge, in one place.
+
+Naming follows Prometheus conventions: ``canvas_bridge_`` prefix, ``_total`` counters, base
+units (``_seconds``). Label values are bounded: event names come from the catalog (events
+outside it are counted under ``event_name="_generic"``), reasons from a fixed list,
+partitions from the raw topic. Never a user id or any event content.
+
+The hot path does not touch these per event: the service counts per batch and adds once.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from bridge import __version__
+
+GENERIC = "_generic"
+
+EVENTS_CONSUMED = Counter(
+    "canvas_bridge_events_consumed_total",
+    "Raw records consumed from the raw topic.",
+)
+EVENTS_PUBLISHED = Counter(
+    "canvas_bridge_events_published_total",
+    "Typed records acknowledged by the broker, by event name and format (canvas, caliper).",
+    ["event_name", "format"],
+)
+DEAD_LETTERS = Counter(
+    "canvas_bridge_dead_letters_total",
+    "Raw records sent to the dead-letter topic and acknowledged, by reason.",
+    ["reason"],
+)
+DUPLICATES_SUPPRESSED = Counter(
+    "canvas_bridge_duplicates_suppressed_total",
+    "Typed records not published because their dedupe key was published within the window.",
+    ["event_name"],
+)
+GENERIC_EVENTS = Counter(
+    "canvas_bridge_generic_events_total",
+    "Events whose type is outside the catalog, published with a generic body.",
+    ["format"],
+)
+UNKNOWN_FIELDS = Counter(
+    "canvas_bridge_unknown_fields_total",
+    "Fields the catalog does not know, carried through to the output, by event name.",
+    ["event_name"],
+)
+MALFORMED_FIELDS = Counter(
+    "canvas_bridge_malformed_fields_total",
+    "Secondary timestamps that could not be parsed, carried as they came, by event name.",
+    ["event_name"],
+)
+MISFILED_EVENTS = Counter(
+    "canvas_bridge_misfiled_events_total",
+    "Events whose body fits exactly one other event type than the declared one; published there.",
+    ["event_name"],
+)
+BATCH_DURATION = Histogram(
+    "canvas_bridge_batch_duration_seconds",
+    "Time to process one consumed batch: decode, publish, wait for acks and commit.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+BATCH_SIZE = Histogram(
+    "canvas_bridge_batch_size_records",
+    "Raw records per consumed batch.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+EVENT_PROCESSING = Histogram(
+    "canvas_bridge_event_processing_seconds",
+    "Core time per event (decode, normalize, key, encode), averaged over each batch.",
+    buckets=(1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2),
+)
+EVENT_FRESHNESS = Histogram(
+    "canvas_bridge_event_freshness_seconds",
+    "Publish acknowledgement time minus the event's event_time (sampled, up to 64 per batch).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
+)
+CONSUMER_LAG = Gauge(
+    "canvas_bridge_consumer_lag_records",
+    "Records behind the high watermark, per assigned raw partition.",
+    ["topic", "partition"],
+)
+COMMIT_DURATION = Histogram(
+    "canvas_bridge_commit_duration_seconds",
+    "Time to commit consumed offsets (or the transaction, in exactly-once mode).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+COMMIT_FAILURES = Counter(
+    "canvas_bridge_commit_failures_total",
+    "Offset or transaction commits that failed (the batch is then redelivered).",
+)
+PUBLISH_RETRIES = Counter(
+    "canvas_bridge_publish_retries_total",
+    "Batches whose publication failed and was retried after a backoff.",
+)
+REBALANCES = Counter(
+    "canvas_bridge_rebalances_total",
+    "Consumer group rebalances seen by this replica, by what happened to its partitions.",
+    ["change"],
+)
+ASSIGNED_PARTITIONS = Gauge(
+    "canvas_bridge_assigned_partitions",
+    "Raw topic partitions assigned to this replica.",
+)
+RECORDS_IN_FLIGHT = Gauge(
+    "canvas_bridge_records_in_flight",
+    "Raw records consumed but not yet committed.",
+)
+READY = Gauge(
+    "canvas_bridge_ready",
+    "1 when partitions are assigned and the broker is reachable (the /readyz answer), else 0.",
+)
+LAST_PUBLISH = Gauge(
+    "canvas_bridge_last_publish_timestamp_seconds",
+    "Unix time of the last acknowledged typed record or dead letter.",
+)
+BUILD = Info(
+    "canvas_bridge_build",
+    "Build information: versions of canvas-bridge, Python and the Kafka client.",
+)
+
+
+def set_build_info(kafka_client: str, guarantee: str) -> None:
+    BUILD.info(
+        {
+            "version": __version__,
+            "python": platform.python_version(),
+            "aiokafka": kafka_client,
+            "delivery_guarantee": guarantee,
+        }
+    )
+
+
+def declare(event_names: Iterable[tuple[str, str]], reasons: Iterable[str]) -> None:
+    """Create the labelled series up front, so dashboards and rates see zeros, not gaps."""
+    for name, fmt in event_names:
+        EVENTS_PUBLISHED.labels(name, fmt)
+        DUPLICATES_SUPPRESSED.labels(name)
+        UNKNOWN_FIELDS.labels(name)
+    for reason in reasons:
+        DEAD_LETTERS.labels(reason)
+    for fmt in ("canvas", "caliper"):
+        GENERIC_EVENTS.labels(fmt)
+    for change in ("assigned", "revoked"):
+        REBALANCES.labels(change)

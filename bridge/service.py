@@ -1,0 +1,365 @@
+"""The composition root and lifecycle of ``canvas-bridge run``.
+
+startup -> run -> drain -> shutdown, in one anyio task group: the consume loop, the HTTP
+endpoints, the broker probe and the lag reporter are its children; a failure in one cancels
+the rest. SIGTERM or SIGINT starts a graceful drain (stop fetching, finish and commit the
+in-flight batch, leave the group, flush) bounded by ``delivery.drain_timeout_s``; a second
+signal forces exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import aiokafka
+import anyio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import errors as kerr
+
+from bridge import metrics
+from bridge.config import Config
+from bridge.core import DEAD_LETTER_REASONS, Core, Source, now_ms
+from bridge.dedupe import Deduplicator
+from bridge.delivery import Batch, Delivery, FatalDeliveryError
+from bridge.events import CANVAS_EVENTS
+from bridge.events.caliper import CALIPER_EVENTS
+from bridge.http import Probes, serve
+from bridge.kafka import TopicCreator, make_consumer, make_producer, replica_id
+
+log = logging.getLogger("bridge.service")
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_DRAIN_TIMEOUT = 3
+EXIT_FORCED = 130
+
+_AUTH_ERRORS: tuple[type[BaseException], ...] = (
+    kerr.SaslAuthenticationFailed,
+    kerr.AuthenticationFailedError,
+    kerr.GroupAuthorizationFailedError,
+    kerr.TopicAuthorizationFailedError,
+    kerr.ClusterAuthorizationFailedError,
+)
+#: How long the broker may go unanswered before /readyz says not ready.
+PROBE_INTERVAL_S = 2.0
+PROBE_STALE_S = 6.0
+
+
+class Fatal(Exception):
+    """An unrecoverable condition (authentication, authorization, fencing): exit non-zero."""
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # Finish and commit the in-flight batch while we still own its partitions.
+        async with self._bridge.batch_lock:
+            pass
+        self._bridge.on_revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._bridge.on_assigned(list(assigned))
+
+
+class Bridge:
+    """Consumes the raw topic, runs batches through the core, hands them to ``Delivery``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.core = Core(config.topics, config.decode, config.limits)
+        self.dedupe = Deduplicator(config.dedupe.enabled, config.dedupe.window_count, config.dedupe.window_seconds)
+        self.batch_lock = asyncio.Lock()
+        self.should_exit = False
+        self.force_exit = False
+        self.paused = False
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.delivery: Delivery | None = None
+        self.topic_creator = TopicCreator(config)
+        self.assigned: set[TopicPartition] = set()
+        self._broker_ok_at = 0.0
+        self.drain_deadline = float("inf")
+        self.exit_requested = asyncio.Event()
+        self.exit_code = EXIT_OK
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def handle_exit(self) -> None:
+        if self.should_exit:
+            log.warning("second signal: forcing exit")
+            self.force_exit = True
+            os._exit(EXIT_FORCED)
+        log.info("signal received: draining (at most %.0fs); a second signal forces exit",
+                 self.config.delivery.drain_timeout_s)
+        self.drain_deadline = time.monotonic() + self.config.delivery.drain_timeout_s
+        self.should_exit = True
+        self.exit_requested.set()
+
+    def _stop_retrying(self) -> bool:
+        """Retries give up when forced, or when a drain ran out of time."""
+        return self.force_exit or (self.should_exit and time.monotonic() > self.drain_deadline)
+
+    async def drain_watchdog(self) -> None:
+        """The hard bound on a drain: exit non-zero if it is not over in time."""
+        await self.exit_requested.wait()
+        await anyio.sleep(max(0.0, self.drain_deadline - time.monotonic()) + 1.0)
+        log.error("drain did not finish within delivery.drain_timeout_s=%.0fs; exiting",
+                  self.config.delivery.drain_timeout_s)
+        logging.shutdown()
+        os._exit(EXIT_DRAIN_TIMEOUT)
+
+    async def startup(self) -> None:
+        """Start the Kafka clients, retrying while the broker is unreachable."""
+        backoff = self.config.delivery.retry_backoff_initial_s
+        while True:
+            consumer = make_consumer(self.config)
+            producer = make_producer(self.config)
+            try:
+                await producer.start()
+                await consumer.start()
+                break
+            except _AUTH_ERRORS as exc:
+                await _quietly_stop(consumer, producer)
+                raise Fatal(f"the broker refused our credentials: {type(exc).__name__}: {exc}") from exc
+            except (kerr.KafkaError, OSError) as exc:
+                await _quietly_stop(consumer, producer)
+                if self.should_exit:
+                    raise Fatal("stopped before the broker could be reached") from exc
+                log.warning("cannot reach Kafka at %s (%s: %s); retrying in %.1fs",
+                            self.config.kafka.bootstrap_servers, type(exc).__name__, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.config.delivery.retry_backoff_max_s)
+        self.consumer, self.producer = consumer, producer
+        self._broker_ok_at = time.monotonic()
+        self.delivery = Delivery(
+            self.config, consumer, producer, self.dedupe,
+            should_stop=self._stop_retrying, reset_producer=self._new_producer,
+            topics=self.topic_creator,
+        )
+        consumer.subscribe([self.config.raw_topic], listener=_Rebalance(self))
+        log.info("consuming %s as group %s (replica %s, %s)", self.config.raw_topic, self.config.group_id,
+                 replica_id(self.config), self.config.delivery.guarantee)
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        old = self.producer
+        if old is not None:
+            await _quietly_stop(old)
+        producer = make_producer(self.config)
+        await producer.start()
+        self.producer = producer
+        return producer
+
+    async def main_loop(self) -> None:
+        assert self.consumer is not None and self.delivery is not None
+        consumer, delivery = self.consumer, self.delivery
+        timeout_ms = self.config.delivery.fetch_timeout_ms
+        max_records = self.config.delivery.batch_max_records
+        while not self.should_exit:
+            # getmany itself waits while a rebalance is in progress: never hold the lock across it.
+            records = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            if not records:
+                continue
+            async with self.batch_lock:
+                # A rebalance may have completed between getmany and here: keep owned partitions only.
+                owned = consumer.assignment()
+                records = {tp: msgs for tp, msgs in records.items() if tp in owned}
+                if not records:
+                    continue
+                batch = self._to_batch(records)
+                metrics.RECORDS_IN_FLIGHT.set(batch.consumed)
+                started = time.perf_counter()
+                try:
+                    await delivery.deliver(batch)
+                except FatalDeliveryError as exc:
+                    raise Fatal(str(exc)) from exc
+                finally:
+                    metrics.RECORDS_IN_FLIGHT.set(0)
+                metrics.BATCH_DURATION.observe(time.perf_counter() - started + batch.core_seconds)
+
+    def _to_batch(self, records: dict[TopicPartition, list[Any]]) -> Batch:
+        """Run every record through the core, keeping input order within each partition."""
+        batch = Batch()
+        process = self.core.process
+        now = now_ms()
+        started = time.perf_counter()
+        outputs = batch.outputs
+        for tp, msgs in records.items():
+            topic, partition = tp.topic, tp.partition
+            for m in msgs:
+                for out in process(m.value, Source(topic, partition, m.offset, m.key), now):
+                    outputs.append((tp, out))
+            batch.offsets[tp] = msgs[-1].offset + 1
+            batch.consumed += len(msgs)
+        batch.core_seconds = time.perf_counter() - started
+        metrics.EVENTS_CONSUMED.inc(batch.consumed)
+        metrics.BATCH_SIZE.observe(batch.consumed)
+        metrics.EVENT_PROCESSING.observe(batch.core_seconds / batch.consumed)
+        return batch
+
+    async def shutdown(self) -> None:
+        """Leave the group and flush; the in-flight batch was already committed by the loop."""
+        await _quietly_stop(self.consumer, self.delivery.producer if self.delivery else self.producer)
+        await self.topic_creator.close()
+        metrics.READY.set(0)
+
+    # -- partitions ---------------------------------------------------------------------------
+
+    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.assigned = set(assigned) | self.assigned
+        metrics.REBALANCES.labels("assigned").inc()
+        metrics.ASSIGNED_PARTITIONS.set(len(self.assigned))
+        if self.paused and self.consumer is not None and assigned:
+            self.consumer.pause(*assigned)
+        log.info("assigned %s", _fmt(assigned))
+
+    def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.assigned -= set(revoked)
+        self.dedupe.forget((tp.topic, tp.partition) for tp in revoked)
+        for tp in revoked:
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+        metrics.REBALANCES.labels("revoked").inc()
+        metrics.ASSIGNED_PARTITIONS.set(len(self.assigned))
+        if revoked:
+            log.info("revoked %s", _fmt(revoked))
+
+    def pause(self) -> None:
+        self.paused = True
+        if self.consumer is not None:
+            self.consumer.pause(*self.consumer.assignment())
+        log.info("paused by the admin endpoint")
+
+    def resume(self) -> None:
+        self.paused = False
+        if self.consumer is not None:
+            self.consumer.resume(*self.consumer.assignment())
+        log.info("resumed by the admin endpoint")
+
+    # -- readiness and lag ----------------------------------------------------------------------
+
+    def ready(self) -> tuple[bool, str]:
+        if self.should_exit:
+            return False, "draining"
+        if self.consumer is None:
+            return False, "starting: Kafka not reached yet"
+        if time.monotonic() - self._broker_ok_at > PROBE_STALE_S:
+            return False, "broker unreachable"
+        if self.delivery is not None and not self.delivery.publishing_ok:
+            return False, f"publishing failing: {self.delivery.last_error}"[:300]
+        if not self.consumer.assignment():
+            return False, "no partitions assigned"
+        return True, f"ready: {len(self.consumer.assignment())} partitions"
+
+    async def probe_loop(self) -> None:
+        """Ask the broker for metadata every few seconds: the 'broker reachable' half of /readyz."""
+        while True:
+            producer = self.delivery.producer if self.delivery else self.producer
+            if producer is not None:
+                try:
+                    with anyio.fail_after(PROBE_INTERVAL_S + 1):
+                        await producer.client.fetch_all_metadata()
+                    self._broker_ok_at = time.monotonic()
+                except (kerr.KafkaError, OSError, TimeoutError):
+                    pass
+            metrics.READY.set(1 if self.ready()[0] else 0)
+            await anyio.sleep(PROBE_INTERVAL_S)
+
+    async def lag_loop(self) -> None:
+        """Consumer lag per partition: end offset minus committed offset, every few seconds.
+
+        Measured against the group's committed offsets (not the fetch position), so it keeps
+        rising while the bridge is paused or stuck and falls to 0 only when the work is committed.
+        """
+        while True:
+            await anyio.sleep(PROBE_INTERVAL_S)
+            consumer = self.consumer
+            if consumer is None:
+                continue
+            partitions = list(consumer.assignment())
+            if not partitions:
+                continue
+            try:
+                with anyio.fail_after(PROBE_INTERVAL_S * 2):
+                    ends = await consumer.end_offsets(partitions)
+                    for tp in partitions:
+                        committed = await consumer.committed(tp)
+                        end = ends.get(tp)
+                        if end is None:
+                            continue
+                        lag = end - (committed if committed is not None else 0)
+                        metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, lag))
+            except (kerr.KafkaError, OSError, TimeoutError, AssertionError, kerr.IllegalStateError):
+                continue
+
+
+async def _quietly_stop(*clients: Any) -> None:
+    for client in clients:
+        if client is None:
+            continue
+        try:
+            with anyio.fail_after(30):
+                await client.stop()
+        except Exception as exc:
+            log.debug("stopping %s: %s", type(client).__name__, exc)
+
+
+def _fmt(tps: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(tps)) or "nothing"
+
+
+async def run_service(config: Config) -> int:
+    """Run until a signal drains the bridge. Returns the process exit code."""
+    metrics.set_build_info(aiokafka.__version__, config.delivery.guarantee)
+    metrics.declare(
+        [(n, "canvas") for n in CANVAS_EVENTS] + [(n, "caliper") for n in CALIPER_EVENTS],
+        DEAD_LETTER_REASONS,
+    )
+    bridge = Bridge(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, bridge.handle_exit)
+    probes = Probes(
+        ready=bridge.ready,
+        pause=bridge.pause if config.http.admin else None,
+        resume=bridge.resume if config.http.admin else None,
+    )
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bridge.drain_watchdog)
+            try:
+                await tg.start(serve, config.http.host, config.http.port, probes)
+            except OSError as exc:
+                log.error("cannot serve http on %s:%d (http.host/http.port, env BRIDGE_HTTP_HOST/"
+                          "BRIDGE_HTTP_PORT): %s", config.http.host, config.http.port, exc.strerror or exc)
+                tg.cancel_scope.cancel()
+                return EXIT_FATAL
+            try:
+                await bridge.startup()
+            except Fatal as exc:
+                log.error("cannot start: %s", exc)
+                tg.cancel_scope.cancel()
+                return EXIT_FATAL
+            tg.start_soon(bridge.probe_loop)
+            tg.start_soon(bridge.lag_loop)
+            try:
+                await bridge.main_loop()
+            except Fatal as exc:
+                log.error("stopping: %s", exc)
+                bridge.exit_code = EXIT_FATAL
+            # Drain: the loop left after committing its last batch; now leave the group, flush.
+            # The watchdog bounds the whole drain by delivery.drain_timeout_s.
+            await bridge.shutdown()
+            tg.cancel_scope.cancel()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("stopped (exit %d)", bridge.exit_code)
+    return bridge.exit_code

@@ -1,0 +1,75 @@
+"""Timestamps as Canvas sends them, and as the bridge publishes them.
+
+Canvas documents ISO-8601 with an offset, and warns that the offset is unspecified and may
+differ between timestamps inside one event. Its own examples also use Ruby's
+``2019-11-05 07:38:00 -0800`` form and ``+0000`` without a colon. The bridge publishes every
+timestamp as UTC ISO-8601 with ``Z``: milliseconds always, microseconds when the input had
+sub-millisecond digits (Python's datetime keeps microseconds; digits beyond are cut).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_ZERO = timedelta(0)
+
+_LENIENT = re.compile(
+    r"""^\s*(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})
+    [Tt\ ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?
+    \s*(?P<tz>[Zz]|UTC|[+-]\d{2}(?::?\d{2})?)?\s*$""",
+    re.VERBOSE,
+)
+
+
+class TimestampError(ValueError):
+    """A string that is not a timestamp in any form Canvas is known to send."""
+
+
+def parse_lenient(text: str) -> datetime:
+    """Parse the ISO-8601 and Ruby forms Canvas sends. A missing offset gives a naive datetime.
+
+    Raises ``TimestampError`` for anything else (e.g. the catalog's ``019-11-01T...``).
+    """
+    m = _LENIENT.match(text)
+    if m is None:
+        raise TimestampError(f"not an ISO-8601 timestamp: {text[:64]!r}")
+    frac = m["f"] or ""
+    micro = int((frac + "000000")[:6]) if frac else 0
+    tz: timezone | None = None
+    raw_tz = m["tz"]
+    if raw_tz is not None:
+        if raw_tz in ("Z", "z", "UTC"):
+            tz = UTC
+        else:
+            sign = -1 if raw_tz[0] == "-" else 1
+            digits = raw_tz[1:].replace(":", "")
+            hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+            if hours > 23 or minutes > 59:
+                raise TimestampError(f"offset out of range: {text[:64]!r}")
+            tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    try:
+        return datetime(
+            int(m["y"]), int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"]), int(m["s"] or 0), micro, tz
+        )
+    except ValueError as exc:
+        raise TimestampError(f"{exc}: {text[:64]!r}") from None
+
+
+def to_utc_text(value: datetime) -> str:
+    """UTC ISO-8601 with ``Z``: ``2024-07-30T19:04:35.872Z`` (microseconds only when present).
+
+    ``value`` must be timezone-aware; the caller decides what a naive one means.
+    """
+    if value.utcoffset() != _ZERO:
+        value = value.astimezone(UTC)
+    naive = value.replace(tzinfo=None)
+    spec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
+    return naive.isoformat(timespec=spec) + "Z"
+
+
+def epoch_ms(value: datetime) -> int:
+    """Milliseconds since the Unix epoch of an aware datetime (floor, exact integer arithmetic)."""
+    return (value - _EPOCH) // _MS
