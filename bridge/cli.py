@@ -9,7 +9,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import msgspec
@@ -26,8 +26,8 @@ def _run_async(coro: Any) -> Any:
     try:
         import uvloop  # optional: the `fast` extra
     except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+        uvloop = None
+    return asyncio.run(coro) if uvloop is None else uvloop.run(coro)
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -170,6 +170,8 @@ async def _produce(args: argparse.Namespace) -> int:
     if not lines:
         print(f"produce: {args.file} has no lines", file=sys.stderr)
         return 2
+    if args.refresh:
+        lines = [_refresh_template(line) for line in lines]
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap_servers, linger_ms=5, acks="all")
     await producer.start()
     sent = 0
@@ -180,7 +182,8 @@ async def _produce(args: argparse.Namespace) -> int:
             for line in lines:
                 if args.count and sent >= args.count:
                     break
-                futures.append(await producer.send(args.topic, line))
+                value = _refreshed(line, sent) if args.refresh else line
+                futures.append(await producer.send(args.topic, value))
                 sent += 1
                 if args.rate:
                     ahead = sent / args.rate - (time.monotonic() - started)
@@ -193,6 +196,39 @@ async def _produce(args: argparse.Namespace) -> int:
         await producer.stop()
     print(f"produce: {sent} records to {args.topic}", file=sys.stderr)
     return 0
+
+
+_N = b"@@N@@"
+_NOW = b"@@NOW@@"
+
+
+def _refresh_template(line: bytes) -> bytes:
+    """A sample turned into a template for new events: fresh ids and the current time.
+
+    Canvas: ``metadata.request_id`` and ``metadata.event_time``; Caliper: each event's ``id``
+    and ``eventTime``. Lines that are not JSON objects are kept as they are (garbage stays garbage).
+    """
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return line
+    if isinstance(event, dict) and isinstance(event.get("metadata"), dict):
+        event["metadata"]["request_id"] = "sample-@@N@@"
+        event["metadata"]["event_time"] = "@@NOW@@"
+    elif isinstance(event, dict) and isinstance(event.get("data"), list):
+        event["sendTime"] = "@@NOW@@"
+        for i, item in enumerate(event["data"]):
+            if isinstance(item, dict):
+                item["id"] = f"urn:uuid:00000000-0000-4000-8000-@@N@@-{i}"
+                item["eventTime"] = "@@NOW@@"
+    else:
+        return line
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def _refreshed(template: bytes, n: int) -> bytes:
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return template.replace(_N, f"{n:012d}".encode()).replace(_NOW, now.encode())
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -247,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--loop", action="store_true", help="start over at the end of the file")
     s.add_argument("--rate", type=float, default=0, help="records per second (default: as fast as possible)")
     s.add_argument("--count", type=int, default=0, help="stop after this many records")
+    s.add_argument("--refresh", action="store_true",
+                   help="give each record new ids and the current event time (new events, not redeliveries)")
     s.set_defaults(func=cmd_produce)
     return p
 

@@ -28,6 +28,7 @@ import msgspec
 
 from bridge.config import DecodeSettings, LimitsSettings, TopicsSettings
 from bridge.events import CANVAS_EVENTS, CanvasMetadata
+from bridge.events._base import CANVAS_ID
 from bridge.events.caliper import (
     CALIPER_EVENTS,
     CaliperEnvelope,
@@ -36,7 +37,7 @@ from bridge.events.caliper import (
 )
 from bridge.timestamps import TimestampError, epoch_ms, parse_lenient, to_utc_text
 
-Headers = tuple[tuple[str, bytes], ...]
+Headers = list[tuple[str, bytes]]  # a list: aiokafka's record builder takes lists only
 
 # Header names, shared by the service, the transform command and the tests.
 H_DEDUPE_KEY = "dedupe_key"
@@ -181,11 +182,20 @@ class _Plan:
 
 
 def _unwrap_optional(t: msgspec.inspect.Type) -> msgspec.inspect.Type:
+    """``X | None`` -> ``X``; ``Annotated[X, Meta(...)]`` -> ``X``."""
     if isinstance(t, msgspec.inspect.UnionType):
         non_null = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
         if len(non_null) == 1:
-            return non_null[0]
+            t = non_null[0]
+    if isinstance(t, msgspec.inspect.Metadata):
+        t = t.type
     return t
+
+
+def _is_canvas_id(t: msgspec.inspect.Type) -> bool:
+    if isinstance(t, msgspec.inspect.UnionType):
+        return any(_is_canvas_id(x) for x in t.types)
+    return isinstance(t, msgspec.inspect.Metadata) and bool((t.extra or {}).get(CANVAS_ID))
 
 
 def _build_plan(info: msgspec.inspect.StructType, cache: dict[type, _Plan]) -> _Plan:
@@ -231,7 +241,10 @@ def _utc(value: datetime, path: str, state: _NormalizeState) -> str:
         if not state.assume_utc:
             raise Rejected(R_NAIVE_TIMESTAMP, f"{path} has no UTC offset: {value.isoformat()}")
         value = value.replace(tzinfo=UTC)
-    return to_utc_text(value)
+    try:
+        return to_utc_text(value)
+    except TimestampError as exc:
+        raise Rejected(R_INVALID_TIMESTAMP, f"{path}: {exc}") from None
 
 
 def _normalize(obj: Any, plan: _Plan, path: str, state: _NormalizeState) -> None:
@@ -270,7 +283,7 @@ def _normalize(obj: Any, plan: _Plan, path: str, state: _NormalizeState) -> None
 # The lenient path: fix what a careful operator would accept, remember what was carried.
 # ---------------------------------------------------------------------------
 
-_PLACEHOLDER_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+_PLACEHOLDER_TIME = _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PathT = tuple[str | int, ...]
 
 
@@ -287,12 +300,17 @@ def _path_text(root: str, path: PathT) -> str:
     return out
 
 
-def _coerce(value: Any, t: msgspec.inspect.Type, path: PathT, acc: _Lenience) -> Any:
-    """Prepare decoded JSON for ``msgspec.convert`` into the Struct described by ``t``."""
-    if isinstance(t, msgspec.inspect.UnionType):
-        if value is None:
-            return None
-        t = _unwrap_optional(t)
+def _coerce(value: Any, t: msgspec.inspect.Type, path: PathT, acc: _Lenience, id_like: bool = False) -> Any:
+    """Prepare decoded JSON for ``msgspec.convert`` into the Struct described by ``t``.
+
+    ``id_like``: the field is an identifier (``Id``, or named ``id``/``*_id``) typed as a string.
+    Canvas sends some of those as JSON integers: they are published as their decimal strings.
+    """
+    if value is None:
+        return None
+    if (id_like or _is_canvas_id(t)) and isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if isinstance(_unwrap_optional(t), msgspec.inspect.StrType) else value
+    t = _unwrap_optional(t)
     if isinstance(t, msgspec.inspect.StructType):
         if not isinstance(value, dict):
             return value
@@ -303,12 +321,8 @@ def _coerce(value: Any, t: msgspec.inspect.Type, path: PathT, acc: _Lenience) ->
             if f is None:
                 acc.extras.append(((*path, k), v))
             else:
-                out[k] = _coerce(v, f.type, (*path, k), acc)
+                out[k] = _coerce(v, f.type, (*path, k), acc, k == "id" or k.endswith(("_id", "_ids")))
         return out
-    if isinstance(t, msgspec.inspect.StrType):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        return value
     if isinstance(t, msgspec.inspect.DateTimeType):
         if isinstance(value, str):
             try:
@@ -319,7 +333,7 @@ def _coerce(value: Any, t: msgspec.inspect.Type, path: PathT, acc: _Lenience) ->
         return value
     if isinstance(t, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):
         if isinstance(value, list):
-            return [_coerce(v, t.item_type, (*path, i), acc) for i, v in enumerate(value)]
+            return [_coerce(v, t.item_type, (*path, i), acc, id_like) for i, v in enumerate(value)]
         return value
     if isinstance(t, msgspec.inspect.DictType):
         if isinstance(value, dict):
@@ -447,7 +461,7 @@ class Core:
         self._metadata = _TypedDecoder(CanvasMetadata, plans, lenient)
         self._bodies = {name: _TypedDecoder(t, plans, lenient) for name, t in CANVAS_EVENTS.items()}
         self._caliper = {name: _TypedDecoder(t, plans, lenient) for name, t in CALIPER_EVENTS.items()}
-        self._caliper_envelope = _TypedDecoder(CaliperEnvelope, plans, lenient=False)
+        self._caliper_envelope = _TypedDecoder(CaliperEnvelope, plans, lenient)
         self._head = msgspec.json.Decoder(CaliperEventHead).decode
         self._top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
         self._envelope = msgspec.json.Decoder(_Envelope).decode
@@ -461,6 +475,8 @@ class Core:
             return self._process(value, source)
         except Rejected as rej:
             return [self.dead_letter(value, source, now_ms, rej.reason, rej.detail)]
+        except UnicodeDecodeError as exc:  # msgspec checks UTF-8 lazily, inside strings
+            return [self.dead_letter(value, source, now_ms, R_INVALID_UTF8, str(exc))]
         except Exception as exc:  # a bug must not lose the event either
             detail = f"{type(exc).__name__}: {exc}"
             return [self.dead_letter(value, source, now_ms, R_INTERNAL, detail)]
@@ -468,14 +484,14 @@ class Core:
     def dead_letter(
         self, value: bytes | None, source: Source, now_ms: int, reason: str, detail: str
     ) -> DeadLetter:
-        headers: Headers = (
+        headers: Headers = [
             (H_REASON, reason.encode()),
             (H_REASON_DETAIL, detail[:1000].encode("utf-8", "replace")),
             (H_SOURCE_TOPIC, source.topic.encode()),
             (H_SOURCE_PARTITION, str(source.partition).encode()),
             (H_SOURCE_OFFSET, str(source.offset).encode()),
             (H_DLQ_TIME, str(now_ms).encode()),
-        )
+        ]
         return DeadLetter(self.topics.dead_letter, source.key, value, headers, reason, detail)
 
     # -- pipeline -------------------------------------------------------------------------
@@ -667,13 +683,13 @@ class Core:
         topic = self._canvas_topics.get(event_name)
         if topic is not None:
             return topic
-        if not _TOPIC_SAFE.match(event_name):
+        if not _TOPIC_SAFE.match(event_name) or event_name in (".", ".."):
             raise Rejected(R_INVALID_EVENT_NAME, f"event_name {event_name[:80]!r} cannot name a Kafka topic")
         if not known and self.topics.unknown_events == "catch_all":
             topic = self.topics.catch_all
         else:
             topic = self.topics.prefix + event_name
-            if len(topic) > 249:
+            if len(topic) > 249 or topic in (".", ".."):
                 raise Rejected(R_INVALID_EVENT_NAME, "event_name too long for a Kafka topic name")
         if known or len(self._canvas_topics) < 10000:  # bounded memo, whatever the input
             self._canvas_topics[event_name] = topic
@@ -701,8 +717,15 @@ class Core:
 def _event_time(value: datetime, state: _NormalizeState) -> datetime:
     """The metadata's event_time, already normalized to text by the plan; parse it back."""
     if isinstance(value, str):
-        return datetime.fromisoformat(value)
+        return _kafka_time(datetime.fromisoformat(value), "metadata.event_time")
     raise Rejected(R_INVALID_TIMESTAMP, "metadata.event_time is missing")
+
+
+def _kafka_time(value: datetime, path: str) -> datetime:
+    """The event time becomes the Kafka record timestamp, which cannot be before 1970."""
+    if value < _EPOCH:
+        raise Rejected(R_INVALID_TIMESTAMP, f"{path} {value.isoformat()} is before 1970, not a Kafka timestamp")
+    return value
 
 
 def _parse_required_time(value: Any, path: str, state: _NormalizeState) -> datetime:
@@ -715,7 +738,7 @@ def _parse_required_time(value: Any, path: str, state: _NormalizeState) -> datet
             if not state.assume_utc:
                 raise Rejected(R_NAIVE_TIMESTAMP, f"{path} has no UTC offset: {value[:64]}")
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed
+        return _kafka_time(parsed, path)
     raise Rejected(R_INVALID_TIMESTAMP, f"{path} is missing or not a string")
 
 
@@ -760,7 +783,7 @@ def _headers(
         headers.append((H_MALFORMED, ",".join(malformed)[:1000].encode()))
     if declared is not None and declared != event_name:
         headers.append((H_DECLARED_NAME, declared.encode()))
-    return tuple(headers)
+    return headers
 
 
 def _max_depth(value: bytes) -> int:

@@ -39,6 +39,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import errors as kerr
+from aiokafka.partitioner import murmur2
 
 from bridge import metrics
 from bridge.config import Config
@@ -74,6 +75,44 @@ class Batch:
     core_seconds: float = 0.0
 
 
+class Partitioner:
+    """The Java client's default partitioning (murmur2 of the key), with a bounded memo.
+
+    Records without a key stick to one partition per batch and topic, rotating between
+    batches (like Kafka's sticky partitioner).
+    """
+
+    _MEMO_MAX = 200_000
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._memo: dict[tuple[str, bytes], int] = {}
+        self._sticky: dict[str, int] = {}
+        self._turn = 0
+
+    async def partition(self, producer: AIOKafkaProducer, topic: str, key: bytes | None) -> int:
+        n = self._counts.get(topic)
+        if n is None:
+            n = self._counts[topic] = len(await producer.partitions_for(topic))
+        if key is None:
+            p = self._sticky.get(topic)
+            if p is None:
+                self._turn += 1
+                p = self._sticky[topic] = self._turn % n
+            return p
+        memo_key = (topic, key)
+        p = self._memo.get(memo_key)
+        if p is None:
+            if len(self._memo) >= self._MEMO_MAX:
+                self._memo.clear()
+            p = self._memo[memo_key] = (murmur2(key) & 0x7FFFFFFF) % n
+        return p
+
+    def next_batch(self) -> None:
+        """Unkeyed records move to another partition with each batch."""
+        self._sticky.clear()
+
+
 class Delivery:
     """Publishes a batch's outputs and commits its offsets, per the configured guarantee."""
 
@@ -88,6 +127,7 @@ class Delivery:
         topics: TopicCreator | None = None,
     ) -> None:
         self._topics = topics
+        self._partitioner = Partitioner()
         self.exactly_once = config.delivery.guarantee == "exactly-once"
         self._group_id = config.group_id
         self._consumer = consumer
@@ -103,6 +143,7 @@ class Delivery:
     async def deliver(self, batch: Batch) -> bool:
         """Publish and commit one batch. False when the batch was abandoned (partitions lost)."""
         sends, suppressed = self._select(batch)
+        self._partitioner.next_batch()
         backoff = self._backoff0
         while True:
             try:
@@ -162,21 +203,39 @@ class Delivery:
         return sends, suppressed
 
     async def _publish(self, sends: list[Output]) -> None:
-        """Send every output, then wait for every acknowledgement."""
+        """Send every output as record batches per partition, then wait for every acknowledgement.
+
+        One ``send_batch`` per (topic, partition) run instead of one ``send`` coroutine per
+        record; partitions are chosen like the Java client (murmur2 of the key), so keyed
+        records land where any Kafka client would put them. Input order is kept per partition.
+        """
+        if not sends:
+            return
         if self._topics is not None:
             await self._topics.ensure({out.topic for out in sends})
         producer = self.producer
-        futures = []
+        groups: dict[tuple[str, int], list[Output]] = {}
         for out in sends:
-            if isinstance(out, Publish):
-                fut = await producer.send(
-                    out.topic, out.value, key=out.key, timestamp_ms=out.timestamp_ms, headers=list(out.headers)
-                )
+            partition = await self._partitioner.partition(producer, out.topic, out.key)
+            group = groups.get((out.topic, partition))
+            if group is None:
+                groups[(out.topic, partition)] = [out]
             else:
-                fut = await producer.send(out.topic, out.value, key=out.key, headers=list(out.headers))
-            futures.append(fut)
-        if futures:
-            await asyncio.gather(*futures)
+                group.append(out)
+        futures = []
+        for (topic, partition), outs in groups.items():
+            batch = producer.create_batch()
+            for out in outs:
+                ts = out.timestamp_ms if isinstance(out, Publish) else None
+                if batch.append(key=out.key, value=out.value, timestamp=ts, headers=out.headers) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    if batch.append(key=out.key, value=out.value, timestamp=ts, headers=out.headers) is None:
+                        raise kerr.MessageSizeTooLargeError(
+                            f"a record for {topic} does not fit in kafka.max_batch_bytes"
+                        )
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*futures)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit the input offsets; transient errors retry the commit alone."""

@@ -332,34 +332,44 @@ async def run_service(config: Config) -> int:
         resume=bridge.resume if config.http.admin else None,
     )
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(bridge.drain_watchdog)
-            try:
-                await tg.start(serve, config.http.host, config.http.port, probes)
-            except OSError as exc:
-                log.error("cannot serve http on %s:%d (http.host/http.port, env BRIDGE_HTTP_HOST/"
-                          "BRIDGE_HTTP_PORT): %s", config.http.host, config.http.port, exc.strerror or exc)
-                tg.cancel_scope.cancel()
-                return EXIT_FATAL
-            try:
-                await bridge.startup()
-            except Fatal as exc:
-                log.error("cannot start: %s", exc)
-                tg.cancel_scope.cancel()
-                return EXIT_FATAL
-            tg.start_soon(bridge.probe_loop)
-            tg.start_soon(bridge.lag_loop)
-            try:
-                await bridge.main_loop()
-            except Fatal as exc:
-                log.error("stopping: %s", exc)
-                bridge.exit_code = EXIT_FATAL
-            # Drain: the loop left after committing its last batch; now leave the group, flush.
-            # The watchdog bounds the whole drain by delivery.drain_timeout_s.
-            await bridge.shutdown()
-            tg.cancel_scope.cancel()
+        return await _run(config, bridge, probes)
+    except Exception:
+        # A bug, not an input problem (the core never raises on input): exit non-zero, and let
+        # the restarted process take over from the last committed offset.
+        log.exception("unexpected error; exiting without committing the in-flight batch")
+        return EXIT_FATAL
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def _run(config: Config, bridge: Bridge, probes: Probes) -> int:
+    """The task group is the lifecycle: startup, run, drain, shutdown."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bridge.drain_watchdog)
+        try:
+            await tg.start(serve, config.http.host, config.http.port, probes)
+        except OSError as exc:
+            log.error("cannot serve http on %s:%d (http.host/http.port, env BRIDGE_HTTP_HOST/"
+                      "BRIDGE_HTTP_PORT): %s", config.http.host, config.http.port, exc.strerror or exc)
+            tg.cancel_scope.cancel()
+            return EXIT_FATAL
+        try:
+            await bridge.startup()
+        except Fatal as exc:
+            log.error("cannot start: %s", exc)
+            tg.cancel_scope.cancel()
+            return EXIT_FATAL
+        tg.start_soon(bridge.probe_loop)
+        tg.start_soon(bridge.lag_loop)
+        try:
+            await bridge.main_loop()
+        except Fatal as exc:
+            log.error("stopping: %s", exc)
+            bridge.exit_code = EXIT_FATAL
+        # Drain: the loop left after committing its last batch; now leave the group, flush.
+        # The watchdog bounds the whole drain by delivery.drain_timeout_s.
+        await bridge.shutdown()
+        tg.cancel_scope.cancel()
     log.info("stopped (exit %d)", bridge.exit_code)
     return bridge.exit_code

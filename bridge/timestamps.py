@@ -4,7 +4,7 @@ Canvas documents ISO-8601 with an offset, and warns that the offset is unspecifi
 differ between timestamps inside one event. Its own examples also use Ruby's
 ``2019-11-05 07:38:00 -0800`` form and ``+0000`` without a colon. The bridge publishes every
 timestamp as UTC ISO-8601 with ``Z``: milliseconds always, microseconds when the input had
-sub-millisecond digits (Python's datetime keeps microseconds; digits beyond are cut).
+sub-millisecond digits (Python's datetime keeps microseconds; finer digits are rounded).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _LENIENT = re.compile(
     r"""^\s*(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})
     [Tt\ ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?
     \s*(?P<tz>[Zz]|UTC|[+-]\d{2}(?::?\d{2})?)?\s*$""",
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,
 )
 
 
@@ -36,8 +36,11 @@ def parse_lenient(text: str) -> datetime:
     m = _LENIENT.match(text)
     if m is None:
         raise TimestampError(f"not an ISO-8601 timestamp: {text[:64]!r}")
-    frac = m["f"] or ""
-    micro = int((frac + "000000")[:6]) if frac else 0
+    # Round to the microsecond, as msgspec does on the fast path, so both paths agree.
+    nanos = int((m["f"] or "").ljust(9, "0"))
+    micro, carry = (nanos + 500) // 1000, 0
+    if micro == 1_000_000:
+        micro, carry = 0, 1
     tz: timezone | None = None
     raw_tz = m["tz"]
     if raw_tz is not None:
@@ -51,20 +54,24 @@ def parse_lenient(text: str) -> datetime:
                 raise TimestampError(f"offset out of range: {text[:64]!r}")
             tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     try:
-        return datetime(
-            int(m["y"]), int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"]), int(m["s"] or 0), micro, tz
-        )
-    except ValueError as exc:
+        year, month, day, hour, minute = (int(m[k]) for k in ("y", "mo", "d", "h", "mi"))
+        parsed = datetime(year, month, day, hour, minute, int(m["s"] or 0), micro, tz)
+        return parsed + timedelta(seconds=carry) if carry else parsed
+    except (ValueError, OverflowError) as exc:
         raise TimestampError(f"{exc}: {text[:64]!r}") from None
 
 
 def to_utc_text(value: datetime) -> str:
     """UTC ISO-8601 with ``Z``: ``2024-07-30T19:04:35.872Z`` (microseconds only when present).
 
-    ``value`` must be timezone-aware; the caller decides what a naive one means.
+    ``value`` must be timezone-aware; the caller decides what a naive one means. Raises
+    ``TimestampError`` when the instant is outside the years 1-9999 once in UTC.
     """
     if value.utcoffset() != _ZERO:
-        value = value.astimezone(UTC)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise TimestampError(f"{value.isoformat()} is outside the years 1-9999 in UTC") from None
     naive = value.replace(tzinfo=None)
     spec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
     return naive.isoformat(timespec=spec) + "Z"

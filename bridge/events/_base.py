@@ -17,11 +17,17 @@ Conventions (keep them when adding an event type):
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Annotated, TypeAlias
 
 import msgspec
 
-Id: TypeAlias = str
+#: Marks a field as a Canvas id in the Structs' type info: the lenient decoder turns an
+#: integer into its decimal string there, and only there.
+CANVAS_ID = "canvas_id"
+
+Id: TypeAlias = Annotated[
+    str, msgspec.Meta(description="A Canvas id, as a string (global ids exceed 2**53).", extra={CANVAS_ID: True})
+]
 """A Canvas id: a decimal string (global ids exceed 2**53)."""
 
 
