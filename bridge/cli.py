@@ -75,7 +75,7 @@ def cmd_transform(args: argparse.Namespace) -> int:
     from bridge.core import Core, Source, now_ms
 
     config = _load(args)
-    core = Core(config.topics, config.decode, config.limits)
+    core = Core.from_config(config)
     encode = msgspec.json.Encoder().encode
     write = sys.stdout.buffer.write
     counts: Counter[str] = Counter()
@@ -98,6 +98,51 @@ def _open_schema(node: Any) -> Any:
     if isinstance(node, list):
         return [_open_schema(v) for v in node]
     return node
+
+
+def _datetime_fields(typ: type) -> dict[str, set[str]]:
+    """Struct name -> wire names of its datetime fields (for the ``date-time`` format)."""
+    found: dict[str, set[str]] = {}
+    seen: set[type] = set()
+
+    def walk(t: msgspec.inspect.Type) -> bool:
+        """True when ``t`` is (an optional, annotated or list of) datetime."""
+        if isinstance(t, msgspec.inspect.Metadata):
+            return walk(t.type)
+        if isinstance(t, msgspec.inspect.UnionType):
+            return any([walk(x) for x in t.types])
+        if isinstance(t, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):
+            return walk(t.item_type)
+        if isinstance(t, msgspec.inspect.DictType):
+            walk(t.value_type)
+            return False
+        if isinstance(t, msgspec.inspect.StructType) and t.cls not in seen:
+            seen.add(t.cls)
+            found[t.cls.__name__] = {f.encode_name for f in t.fields if walk(f.type)}
+        return isinstance(t, msgspec.inspect.DateTimeType)
+
+    walk(msgspec.inspect.type_info(typ))
+    return found
+
+
+def _add_datetime_format(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "string":
+            node["format"] = "date-time"
+        for key in ("anyOf", "items"):
+            sub = node.get(key)
+            for item in sub if isinstance(sub, list) else [sub]:
+                _add_datetime_format(item)
+
+
+def json_schema(typ: type) -> Any:
+    """msgspec's JSON Schema, open to additional properties, with ``date-time`` formats marked."""
+    schema = msgspec.json.schema(typ)
+    for name, fields in _datetime_fields(typ).items():
+        props = schema.get("$defs", {}).get(name, {}).get("properties", {})
+        for field in fields:
+            _add_datetime_format(props.get(field))
+    return _open_schema(schema)
 
 
 def record_types() -> dict[str, tuple[str, type]]:
@@ -142,7 +187,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
         topic = (config.topics.caliper_prefix + name.split(".", 1)[1]) if fmt == "caliper" else (
             config.topics.prefix + name
         )
-        schema = _open_schema(msgspec.json.schema(typ))
+        schema = json_schema(typ)
         schema["title"] = f"{topic} value"
         schema["$comment"] = f"canvas-bridge {__version__}: value of the typed topic {topic}"
         result[topic] = schema

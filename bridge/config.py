@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from bridge.pii import PiiPolicy, PiiSettings
+
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
@@ -116,6 +118,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dedupe: DedupeSettings = msgspec.field(default_factory=DedupeSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
+    pii: PiiSettings = msgspec.field(default_factory=PiiSettings)
 
 
 class ConfigError(Exception):
@@ -162,6 +165,11 @@ def _parse_env_value(var: str, raw: str, typ: Any) -> Any:
             return int(raw.strip())
         except ValueError:
             raise ConfigError(f"{var}={raw!r}: expected an integer") from None
+    if isinstance(typ, msgspec.inspect.DictType):
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            raise ConfigError(f"{var}: expected a JSON object, e.g. {{\"client_ip\": \"drop\"}}") from None
     if isinstance(typ, msgspec.inspect.FloatType):
         try:
             return float(raw.strip())
@@ -245,6 +253,14 @@ def _check_consistency(config: Config) -> None:
             raise ConfigError(f"kafka.{name}: file {value} does not exist")
     if config.topics.dead_letter == config.raw_topic:
         raise ConfigError("topics.dead_letter must differ from raw_topic, or dead letters would loop")
+    if config.pii.secret and config.pii.secret_file:
+        raise ConfigError("set only one of pii.secret and pii.secret_file")
+    if config.pii.secret_file and not Path(config.pii.secret_file).is_file():
+        raise ConfigError(f"pii.secret_file: file {config.pii.secret_file} does not exist")
+    try:
+        PiiPolicy(config.pii)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def read_secret(value: str, file: str) -> str:
@@ -260,4 +276,6 @@ def redacted(config: Config) -> dict[str, Any]:
     for key in ("sasl_password", "ssl_key_password"):
         if out["kafka"].get(key):
             out["kafka"][key] = "***"
+    if out["pii"].get("secret"):
+        out["pii"]["secret"] = "***"
     return out

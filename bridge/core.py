@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from bridge.config import DecodeSettings, LimitsSettings, TopicsSettings
+from bridge.config import Config, DecodeSettings, LimitsSettings, TopicsSettings
 from bridge.events import CANVAS_EVENTS, CanvasMetadata
 from bridge.events._base import CANVAS_ID
 from bridge.events.caliper import (
@@ -35,6 +35,7 @@ from bridge.events.caliper import (
     CaliperEventHead,
     caliper_event_name,
 )
+from bridge.pii import PiiPolicy
 from bridge.timestamps import TimestampError, epoch_ms, parse_lenient, to_utc_text
 
 Headers = list[tuple[str, bytes]]  # a list: aiokafka's record builder takes lists only
@@ -447,13 +448,19 @@ class _Envelope(msgspec.Struct):
 class Core:
     """The bridge's pipeline, configured once. ``process`` is pure and never raises."""
 
+    @classmethod
+    def from_config(cls, config: Config) -> Core:
+        return cls(config.topics, config.decode, config.limits, PiiPolicy(config.pii))
+
     def __init__(
         self,
         topics: TopicsSettings,
         decode: DecodeSettings,
         limits: LimitsSettings,
+        pii: PiiPolicy | None = None,
     ) -> None:
         self.topics = topics
+        self._pii = pii if pii is not None and pii.active else None
         self.limits = limits
         self._assume_utc = decode.naive_timestamps == "assume_utc"
         self._lenient = lenient = decode.mode == "lenient"
@@ -580,12 +587,15 @@ class Core:
             body=msgspec.Raw(body.raw),
             generic=generic,
         )
+        value = _encode.encode(record)
+        if self._pii is not None:  # after the dedupe key: redaction never changes it
+            value = _encode.encode(self._pii.apply(_json_decode(value)))
         unknown = meta.unknown + body.unknown
         malformed = body.malformed
         return Publish(
             topic=topic,
             key=self._record_key(source, key, _canvas_entity(m)),
-            value=_encode.encode(record),
+            value=value,
             headers=_headers(key, event_name, "canvas", generic, unknown, malformed, declared),
             timestamp_ms=record.event_time_ms,
             event_name=event_name,
@@ -660,11 +670,14 @@ class Core:
                 event=msgspec.Raw(part.raw),
                 generic=generic,
             )
+            value = _encode.encode(record)
+            if self._pii is not None:
+                value = _encode.encode(self._pii.apply(_json_decode(value)))
             out.append(
                 Publish(
                     topic=topic,
                     key=self._record_key(source, key, _caliper_entity(part.obj)),
-                    value=_encode.encode(record),
+                    value=value,
                     headers=_headers(key, name, "caliper", generic, part.unknown, part.malformed),
                     timestamp_ms=record.event_time_ms,
                     event_name=name,

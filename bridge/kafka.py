@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import errors as kerr
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.helpers import create_ssl_context
 
 from bridge.config import Config, read_secret
@@ -148,3 +150,37 @@ class TopicCreator:
 
 class TopicCreationError(Exception):
     """The broker refused to create an output topic."""
+
+
+class TlsRefused(Exception):
+    """The TLS handshake with a broker failed (untrusted certificate, missing client cert...)."""
+
+
+async def check_credentials(config: Config) -> None:
+    """Connect to each bootstrap broker once, surfacing what aiokafka's bootstrap swallows.
+
+    aiokafka reports a refused SASL login or a failed TLS handshake only as "Unable to bootstrap",
+    the same as a broker that is down; retrying would never help. A direct connection raises the
+    real error: SASL failures as aiokafka's authentication errors, TLS ones as ``TlsRefused``.
+    Returns quietly when a broker accepted us, or when none answered (then it is really down).
+    """
+    k, sec = config.kafka, security_kwargs(config)
+    for host, port, _family in collect_hosts(k.bootstrap_servers):
+        try:
+            conn = await create_conn(
+                host, port, client_id=f"{k.client_id}-check", request_timeout_ms=k.request_timeout_ms,
+                ssl_context=sec.get("ssl_context"), security_protocol=k.security_protocol,
+                sasl_mechanism=sec.get("sasl_mechanism", "PLAIN"),
+                sasl_plain_username=sec.get("sasl_plain_username"),
+                sasl_plain_password=sec.get("sasl_plain_password"),
+            )
+        except kerr.KafkaConnectionError as exc:
+            if isinstance(exc.__cause__, ssl.SSLError):
+                raise TlsRefused(f"the TLS handshake with {host}:{port} failed: {exc.__cause__}") from exc
+            continue
+        except ssl.SSLError as exc:
+            raise TlsRefused(f"the TLS handshake with {host}:{port} failed: {exc}") from exc
+        except (OSError, TimeoutError):
+            continue
+        conn.close()
+        return

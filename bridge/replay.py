@@ -37,7 +37,7 @@ def _header(headers: object, name: str) -> str | None:
 
 async def replay(config: Config, from_topic: str | None, *, dry_run: bool, reason: str | None, limit: int) -> int:
     topic = from_topic or config.topics.dead_letter
-    core = Core(config.topics, config.decode, config.limits)
+    core = Core.from_config(config)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=config.kafka.bootstrap_servers, enable_auto_commit=False, group_id=None,
         **security_kwargs(config),

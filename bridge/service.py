@@ -30,7 +30,7 @@ from bridge.delivery import Batch, Delivery, FatalDeliveryError
 from bridge.events import CANVAS_EVENTS
 from bridge.events.caliper import CALIPER_EVENTS
 from bridge.http import Probes, serve
-from bridge.kafka import TopicCreator, make_consumer, make_producer, replica_id
+from bridge.kafka import TlsRefused, TopicCreator, check_credentials, make_consumer, make_producer, replica_id
 
 log = logging.getLogger("bridge.service")
 
@@ -74,7 +74,7 @@ class Bridge:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.core = Core(config.topics, config.decode, config.limits)
+        self.core = Core.from_config(config)
         self.dedupe = Deduplicator(config.dedupe.enabled, config.dedupe.window_count, config.dedupe.window_seconds)
         self.batch_lock = asyncio.Lock()
         self.should_exit = False
@@ -131,6 +131,13 @@ class Bridge:
                 raise Fatal(f"the broker refused our credentials: {type(exc).__name__}: {exc}") from exc
             except (kerr.KafkaError, OSError) as exc:
                 await _quietly_stop(consumer, producer)
+                try:
+                    await check_credentials(self.config)
+                except (*_AUTH_ERRORS, kerr.UnsupportedSaslMechanismError) as auth:
+                    raise Fatal(f"the broker refused our credentials (authentication failed): "
+                                f"{type(auth).__name__}: {auth}") from auth
+                except TlsRefused as tls:
+                    raise Fatal(str(tls)) from tls
                 if self.should_exit:
                     raise Fatal("stopped before the broker could be reached") from exc
                 log.warning("cannot reach Kafka at %s (%s: %s); retrying in %.1fs",
