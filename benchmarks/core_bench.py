@@ -118,9 +118,7 @@ def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 
-def baseline_process(
-    value: bytes, prefix: str = "canvas.", caliper_prefix: str = "canvas.caliper."
-) -> list[Any]:
+def baseline_process(value: bytes, prefix: str = "canvas.", caliper_prefix: str = "canvas.caliper.") -> list[Any]:
     """Naive equivalent of ``Core.process``: returns (topic, key, value, headers) tuples."""
     obj = json.loads(value)
     if "metadata" in obj:
@@ -165,9 +163,7 @@ def baseline_process(
         }
         group = event.get("group") or event.get("actor") or {}
         headers = (("dedupe_key", key.encode()), ("event_name", name.encode()), ("event_format", b"caliper"))
-        out.append(
-            (caliper_prefix + name, str(group.get("id", key)).encode(), json.dumps(record).encode(), headers)
-        )
+        out.append((caliper_prefix + name, str(group.get("id", key)).encode(), json.dumps(record).encode(), headers))
     return out
 
 
@@ -295,6 +291,13 @@ def _typed_decoder_cls() -> Any:
 # ---------------------------------------------------------------------------
 
 
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
@@ -315,9 +318,7 @@ def _row(label: str, r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--events", type=int, default=20_000, help="values per timed run, catalog mix (default 20000)"
-    )
+    ap.add_argument("--events", type=int, default=20_000, help="values per timed run, catalog mix (default 20000)")
     ap.add_argument("--repeat", type=int, default=7, help="timed runs per figure (default 7)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
     args = ap.parse_args(argv)
@@ -330,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     mix = canvas + caliper
     sub_n = max(args.events // 4, 1)
 
+    load_before = load_average()
     t_start = time.perf_counter()
     # Process-wide warm-up (allocator, caches, CPU clocks): the first figure measured in a
     # fresh process otherwise comes out 20-50% slow on the reference VM.
@@ -343,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - t_start
 
     m = machine()
+    m["load_average_1m"] = {"before": load_before, "after": load_average()}
     print(f"canvas-bridge core benchmark  ({m['cpu_count']} CPUs, Python {m['python_version']})")
     print(f"platform: {m['platform']}")
     print(f"catalog: {len(canvas)} Canvas + {len(caliper)} Caliper lines, cycled; {args.repeat} runs each\n")
@@ -370,11 +373,15 @@ def main(argv: list[str] | None = None) -> int:
     met_core = core_med <= TARGET_CORE_US
     met_speed = speedup >= TARGET_SPEEDUP
     verdict = {True: "MET", False: "NOT MET"}
-    print(
-        f"\ntarget core <= {TARGET_CORE_US:g} µs/event (median, mix): {core_med:.2f}  -> {verdict[met_core]}"
-    )
+    print(f"\ntarget core <= {TARGET_CORE_US:g} µs/event (median, mix): {core_med:.2f}  -> {verdict[met_core]}")
     print(f"target speedup >= {TARGET_SPEEDUP:g}x (median, mix):     {speedup:.2f}x -> {verdict[met_speed]}")
     print(f"({elapsed:.1f} s)")
+    busy = [x for x in m["load_average_1m"].values() if x is not None and x > 0.5 * (m["cpu_count"] or 1)]
+    if busy:
+        print(
+            f"warning: the machine was busy (1-min load average {max(busy):.1f} on {m['cpu_count']} CPUs);"
+            " absolute figures are inflated, the interleaved speedup less so"
+        )
 
     if args.json is not None:
         mix_r = results["mix"]
@@ -389,12 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             "by_format": {
                 name: {
                     "events": results[name]["events"],
-                    "core_us_per_event": {
-                        k: results[name]["core_us_per_event"][k] for k in ("min", "median")
-                    },
-                    "baseline_us_per_event": {
-                        k: results[name]["baseline_us_per_event"][k] for k in ("min", "median")
-                    },
+                    "core_us_per_event": {k: results[name]["core_us_per_event"][k] for k in ("min", "median")},
+                    "baseline_us_per_event": {k: results[name]["baseline_us_per_event"][k] for k in ("min", "median")},
                     "speedup": results[name]["speedup"]["median"],
                 }
                 for name in ("canvas", "caliper")

@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 CATALOG = REPO / "tests" / "fixtures" / "catalog"
 
 
-def bridge(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def bridge(
+    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "bridge", *args], input=stdin, capture_output=True, cwd=REPO,
                           env=env, timeout=120)
 
