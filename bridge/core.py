@@ -66,9 +66,8 @@ class Source:
     key: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Publish:
-    """A typed record for a typed topic."""
+class Publish(msgspec.Struct, frozen=True, gc=False):
+    """A typed record for a typed topic (a frozen Struct: much cheaper to build than a dataclass)."""
 
     topic: str
     key: bytes | None
@@ -237,15 +236,15 @@ class _NormalizeState:
         self.assume_utc = assume_utc
 
 
-def _utc(value: datetime, path: str, state: _NormalizeState) -> str:
+def _utc(value: datetime, path: str, wire: str, state: _NormalizeState) -> str:
     if value.tzinfo is None:
         if not state.assume_utc:
-            raise Rejected(R_NAIVE_TIMESTAMP, f"{path} has no UTC offset: {value.isoformat()}")
+            raise Rejected(R_NAIVE_TIMESTAMP, f"{path}.{wire} has no UTC offset: {value.isoformat()}")
         value = value.replace(tzinfo=UTC)
     try:
         return to_utc_text(value)
     except TimestampError as exc:
-        raise Rejected(R_INVALID_TIMESTAMP, f"{path}: {exc}") from None
+        raise Rejected(R_INVALID_TIMESTAMP, f"{path}.{wire}: {exc}") from None
 
 
 def _normalize(obj: Any, plan: _Plan, path: str, state: _NormalizeState) -> None:
@@ -259,25 +258,24 @@ def _normalize(obj: Any, plan: _Plan, path: str, state: _NormalizeState) -> None
         value = getattr(obj, attr)
         if value is None:
             continue
-        here = f"{path}.{wire}"
         if kind == _KIND_DT:
             if isinstance(value, datetime):
-                setattr(obj, attr, _utc(value, here, state))
-        elif kind == _KIND_STRUCT:
-            assert sub is not None
-            _normalize(value, sub, here, state)
+                setattr(obj, attr, _utc(value, path, wire, state))
         elif kind == _KIND_LIST_DT:
-            setattr(obj, attr, [_utc(v, here, state) if isinstance(v, datetime) else v for v in value])
-        elif kind == _KIND_LIST_STRUCT:
+            setattr(obj, attr, [_utc(v, path, wire, state) if isinstance(v, datetime) else v for v in value])
+        else:
             assert sub is not None
-            for i, item in enumerate(value):
-                if item is not None:
-                    _normalize(item, sub, f"{here}[{i}]", state)
-        else:  # _KIND_DICT_STRUCT
-            assert sub is not None
-            for k, item in value.items():
-                if item is not None:
-                    _normalize(item, sub, f"{here}.{k}", state)
+            here = f"{path}.{wire}"
+            if kind == _KIND_STRUCT:
+                _normalize(value, sub, here, state)
+            elif kind == _KIND_LIST_STRUCT:
+                for i, item in enumerate(value):
+                    if item is not None:
+                        _normalize(item, sub, f"{here}[{i}]", state)
+            else:  # _KIND_DICT_STRUCT
+                for k, item in value.items():
+                    if item is not None:
+                        _normalize(item, sub, f"{here}.{k}", state)
 
 
 # ---------------------------------------------------------------------------
@@ -430,12 +428,9 @@ def _snake(name: str) -> str:
 
 
 def _dedupe_key(*parts: bytes) -> str:
-    """sha256 over the parts, each length-prefixed; 32 hex characters (128 bits)."""
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(len(p).to_bytes(8, "big"))
-        h.update(p)
-    return h.hexdigest()[:32]
+    """sha256 over the parts' lengths, then the parts: 32 hex characters (128 bits)."""
+    lengths = ",".join([str(len(p)) for p in parts]).encode()
+    return hashlib.sha256(b"".join((lengths, b";", *parts))).hexdigest()[:32]
 
 
 class _Envelope(msgspec.Struct):
@@ -443,6 +438,9 @@ class _Envelope(msgspec.Struct):
 
     metadata: msgspec.Raw
     body: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
+
+
+_NULL = msgspec.Raw(b"null")
 
 
 class Core:
@@ -471,8 +469,8 @@ class Core:
         self._caliper_envelope = _TypedDecoder(CaliperEnvelope, plans, lenient)
         self._head = msgspec.json.Decoder(CaliperEventHead).decode
         self._top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
-        self._envelope = msgspec.json.Decoder(_Envelope).decode
         self._canvas_topics: dict[str, str] = {}
+        self._caliper_topics: dict[str, str] = {}
 
     # -- public ---------------------------------------------------------------------------
 
@@ -538,7 +536,7 @@ class Core:
                 reason = R_INVALID_UTF8
             raise Rejected(reason, str(exc)) from None
         if "metadata" in top:
-            return [self._canvas(value, source)]
+            return [self._canvas(top, source)]
         if "data" in top and "sensor" in top:
             return list(self._caliper_events(value, source))
         keys = ", ".join(sorted(top)[:10])
@@ -547,22 +545,19 @@ class Core:
     def _state(self) -> _NormalizeState:
         return _NormalizeState("", self._assume_utc)
 
-    def _canvas(self, value: bytes, source: Source) -> Publish:
-        try:
-            env = self._envelope(value)
-        except msgspec.ValidationError as exc:
-            raise Rejected(R_INVALID_METADATA, str(exc)) from None
+    def _canvas(self, top: dict[str, msgspec.Raw], source: Source) -> Publish:
+        env = _Envelope(top["metadata"], top.get("body", _NULL))  # the value is parsed once
         state = self._state()
         meta = self._metadata.decode(env.metadata, "metadata", state, R_INVALID_METADATA)
         m: CanvasMetadata = meta.obj
         if meta.malformed:
             raise Rejected(R_INVALID_TIMESTAMP, f"{meta.malformed[0]} is not a timestamp")
         event_name = declared = m.event_name
-        event_time = _event_time(m.event_time, state)
+        event_text, event_ms = _normalized_time(m.event_time, "metadata.event_time")
         decoder = self._bodies.get(event_name)
         topic = self._canvas_topic(event_name, known=decoder is not None)
         if decoder is None:
-            if env.body == b"null" or not isinstance(_json_decode(env.body), dict):
+            if not isinstance(_json_decode(env.body), dict):
                 raise Rejected(R_INVALID_BODY, f"body of {event_name!r} is not a JSON object")
             body = _Decoded(None, _canonical.encode(_json_decode(env.body)))
             generic = True
@@ -580,8 +575,8 @@ class Core:
         key = _dedupe_key(b"canvas", event_name.encode(), meta.raw, body.raw)
         record = CanvasRecord(
             event_name=event_name,
-            event_time=to_utc_text(event_time),
-            event_time_ms=epoch_ms(event_time),
+            event_time=event_text,
+            event_time_ms=event_ms,
             dedupe_key=key,
             metadata=msgspec.Raw(meta.raw),
             body=msgspec.Raw(body.raw),
@@ -648,21 +643,22 @@ class Core:
                 name = f"{_snake(head.type)}_{_snake(head.action)}" if head.action else _snake(head.type)
                 tree = _json_decode(raw)
                 event_time = _parse_required_time(tree.get("eventTime"), f"{root}.eventTime", state)
+                event_text, event_ms = _text_and_ms(event_time, f"{root}.eventTime")
                 part = _Decoded(tree, _canonical.encode(tree))
             else:
                 generic = False
                 part = decoder.decode(raw, root, state, R_INVALID_CALIPER)
                 if part.malformed and any(p.endswith(".eventTime") for p in part.malformed):
                     raise Rejected(R_INVALID_TIMESTAMP, f"{root}.eventTime is not a timestamp")
-                event_time = _parse_required_time(part.obj.event_time, f"{root}.eventTime", state)
+                event_text, event_ms = _normalized_time(part.obj.event_time, f"{root}.eventTime")
             topic = self._caliper_topic(name, generic)
             obj = head.object
             object_id = obj if isinstance(obj, str) else (obj.id if obj is not None else None)
             key = _dedupe_key(b"caliper", head.id.encode(), name.encode(), (object_id or "").encode())
             record = CaliperRecord(
                 event_name=name,
-                event_time=to_utc_text(event_time),
-                event_time_ms=epoch_ms(event_time),
+                event_time=event_text,
+                event_time_ms=event_ms,
                 dedupe_key=key,
                 sensor=env.sensor,
                 send_time=send_time,
@@ -711,6 +707,14 @@ class Core:
     def _caliper_topic(self, name: str, generic: bool) -> str:
         if generic and self.topics.unknown_events == "catch_all":
             return self.topics.catch_all
+        if not generic:  # known names only: the memo stays bounded
+            topic = self._caliper_topics.get(name)
+            if topic is None:
+                topic = self._caliper_topics[name] = self._caliper_topic_checked(name)
+            return topic
+        return self._caliper_topic_checked(name)
+
+    def _caliper_topic_checked(self, name: str) -> str:
         topic = self.topics.caliper_prefix + name
         if not _TOPIC_SAFE.match(name) or len(topic) > 249:
             raise Rejected(R_INVALID_EVENT_NAME, f"Caliper type/action {name[:80]!r} cannot name a Kafka topic")
@@ -727,11 +731,18 @@ class Core:
         return source.key if source.key is not None else dedupe_key.encode()
 
 
-def _event_time(value: datetime, state: _NormalizeState) -> datetime:
-    """The metadata's event_time, already normalized to text by the plan; parse it back."""
+def _normalized_time(value: Any, path: str) -> tuple[str, int]:
+    """A timestamp attribute the plan already turned into UTC text: the text and its epoch ms."""
     if isinstance(value, str):
-        return _kafka_time(datetime.fromisoformat(value), "metadata.event_time")
-    raise Rejected(R_INVALID_TIMESTAMP, "metadata.event_time is missing")
+        return value, epoch_ms(_kafka_time(datetime.fromisoformat(value), path))
+    raise Rejected(R_INVALID_TIMESTAMP, f"{path} is missing")
+
+
+def _text_and_ms(value: datetime, path: str) -> tuple[str, int]:
+    try:
+        return to_utc_text(value), epoch_ms(value)
+    except TimestampError as exc:
+        raise Rejected(R_INVALID_TIMESTAMP, f"{path}: {exc}") from None
 
 
 def _kafka_time(value: datetime, path: str) -> datetime:
