@@ -233,9 +233,9 @@ class Bridge:
         for tp in revoked:
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
-        metrics.REBALANCES.labels("revoked").inc()
         metrics.ASSIGNED_PARTITIONS.set(len(self.assigned))
-        if revoked:
+        if revoked:  # aiokafka also calls this, empty, before the first assignment
+            metrics.REBALANCES.labels("revoked").inc()
             log.info("revoked %s", _fmt(revoked))
 
     def pause(self) -> None:
