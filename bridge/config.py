@@ -45,13 +45,13 @@ class KafkaSettings(_Section):
     ssl_key_password_file: str = ""
     ssl_check_hostname: bool = True
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
-    linger_ms: NonNegative = 5
+    linger_ms: NonNegative = 0
     max_batch_bytes: Positive = 1048576
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     request_timeout_ms: Positive = 30000
     session_timeout_ms: Positive = 30000
     max_poll_interval_ms: Positive = 300000
-    fetch_max_bytes: Positive = 52428800
+    fetch_max_bytes: Positive = 16777216
     max_partition_fetch_bytes: Positive = 1048576
 
 
@@ -92,8 +92,8 @@ class DeliverySettings(_Section):
 
 class DedupeSettings(_Section):
     enabled: bool = True
-    window_count: Positive = 100000
-    window_seconds: PositiveFloat = 3600.0
+    window_count: Positive = 20000
+    window_seconds: PositiveFloat = 900.0
 
 
 class HttpSettings(_Section):

@@ -90,10 +90,13 @@ class Partitioner:
         self._sticky: dict[str, int] = {}
         self._turn = 0
 
-    async def partition(self, producer: AIOKafkaProducer, topic: str, key: bytes | None) -> int:
-        n = self._counts.get(topic)
-        if n is None:
-            n = self._counts[topic] = len(await producer.partitions_for(topic))
+    async def prepare(self, producer: AIOKafkaProducer, topics: set[str]) -> None:
+        """Learn the partition count of topics not seen yet (one metadata wait each)."""
+        for topic in topics - self._counts.keys():
+            self._counts[topic] = len(await producer.partitions_for(topic))
+
+    def partition(self, topic: str, key: bytes | None) -> int:
+        n = self._counts[topic]
         if key is None:
             p = self._sticky.get(topic)
             if p is None:
@@ -211,12 +214,15 @@ class Delivery:
         """
         if not sends:
             return
-        if self._topics is not None:
-            await self._topics.ensure({out.topic for out in sends})
         producer = self.producer
+        topics = {out.topic for out in sends}
+        if self._topics is not None:
+            await self._topics.ensure(topics)
+        partitioner = self._partitioner
+        await partitioner.prepare(producer, topics)
         groups: dict[tuple[str, int], list[Output]] = {}
         for out in sends:
-            partition = await self._partitioner.partition(producer, out.topic, out.key)
+            partition = partitioner.partition(out.topic, out.key)
             group = groups.get((out.topic, partition))
             if group is None:
                 groups[(out.topic, partition)] = [out]
