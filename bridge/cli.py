@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -23,11 +23,14 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _run_async(coro: Any) -> Any:
+    runner: Callable[[Any], Any] = asyncio.run
     try:
         import uvloop  # optional: the `fast` extra
+
+        runner = uvloop.run
     except ImportError:
-        uvloop = None
-    return asyncio.run(coro) if uvloop is None else uvloop.run(coro)
+        pass
+    return runner(coro)
 
 
 # -- run ------------------------------------------------------------------------------------
