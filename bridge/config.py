@@ -81,6 +81,7 @@ class LimitsSettings(_Section):
 class DeliverySettings(_Section):
     guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
     batch_max_records: Positive = 2000
+    max_in_flight_batches: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2
     fetch_timeout_ms: Positive = 200
     drain_timeout_s: PositiveFloat = 30.0
     retry_backoff_initial_s: PositiveFloat = 0.2

@@ -73,6 +73,28 @@ class Batch:
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     consumed: int = 0
     core_seconds: float = 0.0
+    started: float = 0.0  # perf_counter when the batch was taken from the consumer
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A batch whose outputs were sent (at-least-once) and are not committed yet."""
+
+    batch: Batch
+    sends: list[Output]
+    suppressed: Counter[str]
+    futures: list[asyncio.Future[Any]] | None = None
+
+    def acknowledged(self) -> bool:
+        return self.futures is not None and all(f.done() for f in self.futures)
+
+
+async def _all_acknowledged(futures: list[asyncio.Future[Any]]) -> None:
+    """Wait for every future; raise the first failure (after all settled: no unretrieved errors)."""
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
 
 
 class Partitioner:
@@ -145,18 +167,42 @@ class Delivery:
 
     async def deliver(self, batch: Batch) -> bool:
         """Publish and commit one batch. False when the batch was abandoned (partitions lost)."""
+        return await self.finish(await self.start(batch))
+
+    async def start(self, batch: Batch) -> InFlight:
+        """Steps 1-2: select and send, without waiting for acknowledgements (at-least-once).
+
+        The service may start the next batch before this one is finished: its acks then arrive
+        while the core works on the next one. Commits still happen in batch order (``finish``).
+        In exactly-once mode nothing is sent here: the whole transaction runs in ``finish``.
+        """
         sends, suppressed = self._select(batch)
         self._partitioner.next_batch()
+        inflight = InFlight(batch, sends, suppressed)
+        if not self.exactly_once:
+            try:
+                inflight.futures = await self._send(sends)
+            except FATAL_ERRORS as exc:
+                raise FatalDeliveryError(f"{type(exc).__name__}: {exc}") from exc
+            except (kerr.KafkaError, TimeoutError, OSError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"  # finish() retries it
+        return inflight
+
+    async def finish(self, inflight: InFlight) -> bool:
+        """The remaining steps, retried with backoff until done, or abandoned on a rebalance."""
+        batch, sends = inflight.batch, inflight.sends
         backoff = self._backoff0
         while True:
             try:
                 if self.exactly_once:
                     await self._transaction(sends, batch.offsets)
                 else:
-                    await self._publish(sends)
+                    if inflight.futures is None:
+                        inflight.futures = await self._send(sends)
+                    await _all_acknowledged(inflight.futures)
                     await self._commit(batch.offsets)
                 self.publishing_ok = True
-                self._after_commit(batch, sends, suppressed)
+                self._after_commit(batch, sends, inflight.suppressed)
                 return True
             except (kerr.CommitFailedError, kerr.IllegalGenerationError, kerr.UnknownMemberIdError,
                     kerr.RebalanceInProgressError) as exc:
@@ -174,6 +220,7 @@ class Delivery:
                 metrics.PUBLISH_RETRIES.inc()
                 log.warning("publishing a batch of %d outputs failed (%s); retrying in %.1fs",
                             len(sends), self.last_error, backoff)
+                inflight.futures = None  # resend the whole batch: a copy carries the same dedupe key
                 if self.exactly_once:
                     await self._abort()
                 if self._should_stop():
@@ -206,14 +253,18 @@ class Delivery:
         return sends, suppressed
 
     async def _publish(self, sends: list[Output]) -> None:
-        """Send every output as record batches per partition, then wait for every acknowledgement.
+        """Send every output, then wait for every acknowledgement."""
+        await _all_acknowledged(await self._send(sends))
+
+    async def _send(self, sends: list[Output]) -> list[asyncio.Future[Any]]:
+        """Send every output as record batches per partition; returns their delivery futures.
 
         One ``send_batch`` per (topic, partition) run instead of one ``send`` coroutine per
         record; partitions are chosen like the Java client (murmur2 of the key), so keyed
         records land where any Kafka client would put them. Input order is kept per partition.
         """
         if not sends:
-            return
+            return []
         producer = self.producer
         topics = {out.topic for out in sends}
         if self._topics is not None:
@@ -228,7 +279,7 @@ class Delivery:
                 groups[(out.topic, partition)] = [out]
             else:
                 group.append(out)
-        futures = []
+        futures: list[asyncio.Future[Any]] = []
         for (topic, partition), outs in groups.items():
             batch = producer.create_batch()
             for out in outs:
@@ -241,7 +292,7 @@ class Delivery:
                             f"a record for {topic} does not fit in kafka.max_batch_bytes"
                         )
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*futures)
+        return futures
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit the input offsets; transient errors retry the commit alone."""

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import time
+from collections import deque
 from typing import Any
 
 import aiokafka
@@ -26,7 +27,7 @@ from bridge import metrics
 from bridge.config import Config
 from bridge.core import DEAD_LETTER_REASONS, Core, Source, now_ms
 from bridge.dedupe import Deduplicator
-from bridge.delivery import Batch, Delivery, FatalDeliveryError
+from bridge.delivery import Batch, Delivery, FatalDeliveryError, InFlight
 from bridge.events import CANVAS_EVENTS
 from bridge.events.caliper import CALIPER_EVENTS
 from bridge.http import Probes, serve
@@ -60,9 +61,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._bridge = bridge
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        # Finish and commit the in-flight batch while we still own its partitions.
+        # Finish and commit the in-flight batches while we still own their partitions.
         async with self._bridge.batch_lock:
-            pass
+            await self._bridge.finish_pending()
         self._bridge.on_revoked(list(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -83,6 +84,7 @@ class Bridge:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.delivery: Delivery | None = None
+        self.pending: deque[InFlight] = deque()
         self.topic_creator = TopicCreator(config)
         self.assigned: set[TopicPartition] = set()
         self._broker_ok_at = 0.0
@@ -165,38 +167,60 @@ class Bridge:
         return producer
 
     async def main_loop(self) -> None:
+        """Fetch, run the core, send; finish (acks, commit) batches in order, overlapping them.
+
+        At-least-once keeps up to ``delivery.max_in_flight_batches`` batches sent but not yet
+        committed: the core works on the next batch while the broker acknowledges the previous
+        one. Offsets are still committed strictly in batch order, each only after all of its
+        outputs were acknowledged. Exactly-once runs one transaction at a time.
+        """
         assert self.consumer is not None and self.delivery is not None
         consumer, delivery = self.consumer, self.delivery
         timeout_ms = self.config.delivery.fetch_timeout_ms
         max_records = self.config.delivery.batch_max_records
+        window = 1 if delivery.exactly_once else self.config.delivery.max_in_flight_batches
+        pending = self.pending
         while not self.should_exit:
             # getmany itself waits while a rebalance is in progress: never hold the lock across it.
-            records = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
-            if not records:
-                continue
+            wait = timeout_ms if not pending else min(timeout_ms, 20)
+            records = await consumer.getmany(timeout_ms=wait, max_records=max_records)
             async with self.batch_lock:
                 # A rebalance may have completed between getmany and here: keep owned partitions only.
                 owned = consumer.assignment()
                 records = {tp: msgs for tp, msgs in records.items() if tp in owned}
-                if not records:
-                    continue
-                batch = self._to_batch(records)
-                metrics.RECORDS_IN_FLIGHT.set(batch.consumed)
-                started = time.perf_counter()
                 try:
-                    await delivery.deliver(batch)
+                    if records:
+                        batch = self._to_batch(records)
+                        pending.append(await delivery.start(batch))
+                        metrics.RECORDS_IN_FLIGHT.set(sum(p.batch.consumed for p in pending))
+                    while pending and (len(pending) >= window or pending[0].acknowledged() or not records):
+                        await self._finish_oldest()
                 except FatalDeliveryError as exc:
                     raise Fatal(str(exc)) from exc
-                finally:
-                    metrics.RECORDS_IN_FLIGHT.set(0)
-                metrics.BATCH_DURATION.observe(time.perf_counter() - started + batch.core_seconds)
+        async with self.batch_lock:
+            await self.finish_pending()
+
+    async def _finish_oldest(self) -> None:
+        assert self.delivery is not None
+        inflight = self.pending.popleft()
+        await self.delivery.finish(inflight)
+        metrics.BATCH_DURATION.observe(time.perf_counter() - inflight.batch.started)
+        metrics.RECORDS_IN_FLIGHT.set(sum(p.batch.consumed for p in self.pending))
+
+    async def finish_pending(self) -> None:
+        """Finish and commit every sent batch, in order (before a revocation, and at drain)."""
+        try:
+            while self.pending:
+                await self._finish_oldest()
+        except FatalDeliveryError as exc:
+            raise Fatal(str(exc)) from exc
 
     def _to_batch(self, records: dict[TopicPartition, list[Any]]) -> Batch:
         """Run every record through the core, keeping input order within each partition."""
-        batch = Batch()
+        started = time.perf_counter()
+        batch = Batch(started=started)
         process = self.core.process
         now = now_ms()
-        started = time.perf_counter()
         outputs = batch.outputs
         for tp, msgs in records.items():
             topic, partition = tp.topic, tp.partition
