@@ -6,6 +6,7 @@ and are never logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
@@ -127,9 +128,21 @@ class TopicCreator:
             for topic, code, *_ in response.topic_errors:
                 if code not in (0, _TOPIC_ALREADY_EXISTS):
                     raise TopicCreationError(f"creating topic {topic} failed with Kafka error code {code}")
+            await self._wait_for_leaders(admin, to_create)
             log.info("created %d topics: %s", len(to_create), ", ".join(to_create[:10]))
         if len(self._known) < 100000:  # bounded, whatever the event names
             self._known |= missing
+
+    @staticmethod
+    async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+        """Until every partition of the new topics has a leader (else the first sends bounce); 30 s at most."""
+        deadline = asyncio.get_running_loop().time() + 30.0
+        while asyncio.get_running_loop().time() < deadline:
+            described = await admin.describe_topics(topics)
+            if all(t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+                   for t in described):
+                return
+            await asyncio.sleep(0.1)
 
     async def _client(self) -> AIOKafkaAdminClient:
         if self._admin is None:

@@ -191,6 +191,7 @@ class Bridge:
                 try:
                     if records:
                         batch = self._to_batch(records)
+                        metrics.RECORDS_IN_FLIGHT.set(sum(p.batch.consumed for p in pending) + batch.consumed)
                         pending.append(await delivery.start(batch))
                         metrics.RECORDS_IN_FLIGHT.set(sum(p.batch.consumed for p in pending))
                     while pending and (len(pending) >= window or pending[0].acknowledged() or not records):

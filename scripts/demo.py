@@ -120,14 +120,18 @@ def main() -> int:
         samples = [line for f in SAMPLES for line in f.read_bytes().splitlines() if line.strip()]
         say(f"replaying {len(samples)} bundled Canvas Live Events samples and {len(BAD)} bad records into {RAW}")
         asyncio.run(produce(bootstrap, samples + BAD))
+        # One output per Canvas event, per Caliper data element, per bad record.
+        expected = sum(len(json.loads(s).get("data", [None])) for s in samples) + len(BAD)
         deadline = time.monotonic() + 120
         text = ""
         while time.monotonic() < deadline:
             if bridge.poll() is not None:
                 sys.exit(f"the bridge exited ({bridge.returncode}); see {STATE / 'bridge.log'}")
             status, text = http_get(port, "/metrics")
-            if status == 200 and metric(text, "canvas_bridge_events_consumed_total") >= len(samples) + len(BAD) \
-                    and metric(text, "canvas_bridge_records_in_flight") == 0:
+            acknowledged = sum(metric(text, m) for m in ("canvas_bridge_events_published_total",
+                                                         "canvas_bridge_dead_letters_total",
+                                                         "canvas_bridge_duplicates_suppressed_total"))
+            if status == 200 and acknowledged >= expected:
                 break
             time.sleep(0.5)
         else:
