@@ -21,6 +21,11 @@ from aiokafka.helpers import create_ssl_context
 
 from bridge.config import Config, read_secret
 
+#: The largest dead letter the bridge publishes (a raw value over limits.max_message_bytes is
+#: still dead-lettered whole): the producer's request size and the dead-letter topic it creates
+#: allow this much.
+MAX_DEAD_LETTER_BYTES = 16 * 1024 * 1024
+
 
 def security_kwargs(config: Config) -> dict[str, Any]:
     k = config.kafka
@@ -90,7 +95,8 @@ def make_producer(config: Config) -> AIOKafkaProducer:
         compression_type=None if k.compression == "none" else k.compression,
         linger_ms=k.linger_ms,
         max_batch_size=k.max_batch_bytes,
-        max_request_size=max(k.max_batch_bytes, config.limits.max_message_bytes + 65536),
+        # Dead letters carry the original bytes, oversized ones included: room for them.
+        max_request_size=max(k.max_batch_bytes, config.limits.max_message_bytes, MAX_DEAD_LETTER_BYTES) + 65536,
         request_timeout_ms=k.request_timeout_ms,
         **kwargs,
         **security_kwargs(config),
@@ -99,6 +105,9 @@ def make_producer(config: Config) -> AIOKafkaProducer:
 
 log = logging.getLogger("bridge.kafka")
 _TOPIC_ALREADY_EXISTS = 36
+#: Kafka errors on CreateTopics that retrying cannot fix (authorization, policy).
+_FATAL_CREATE_ERRORS = {29: "topic authorization failed", 31: "cluster authorization failed",
+                        44: "rejected by the broker's create-topic policy"}
 
 
 class TopicCreator:
@@ -123,11 +132,18 @@ class TopicCreator:
         to_create = sorted(missing - existing)
         if to_create:
             settings = self._config.topics
-            rf = settings.replication_factor or min(3, len(admin._client.cluster.brokers()))
-            response = await admin.create_topics([NewTopic(t, settings.partitions, rf) for t in to_create])
+            rf = settings.replication_factor or max(1, min(3, len(admin._client.cluster.brokers())))
+            dlq_config = {"max.message.bytes": str(MAX_DEAD_LETTER_BYTES + 65536)}
+            response = await admin.create_topics([
+                NewTopic(t, settings.partitions, rf, topic_configs=dlq_config if t == settings.dead_letter else None)
+                for t in to_create
+            ])
             for topic, code, *_ in response.topic_errors:
+                if code in _FATAL_CREATE_ERRORS:
+                    raise TopicCreationError(f"creating topic {topic} failed: {_FATAL_CREATE_ERRORS[code]}")
                 if code not in (0, _TOPIC_ALREADY_EXISTS):
-                    raise TopicCreationError(f"creating topic {topic} failed with Kafka error code {code}")
+                    # e.g. no live broker to place replicas on while one restarts: retried with backoff
+                    raise kerr.KafkaError(f"creating topic {topic} failed with Kafka error code {code}")
             await self._wait_for_leaders(admin, to_create)
             log.info("created %d topics: %s", len(to_create), ", ".join(to_create[:10]))
         if len(self._known) < 100000:  # bounded, whatever the event names

@@ -52,9 +52,9 @@ async def replay(config: Config, from_topic: str | None, *, dry_run: bool, reaso
     counts: Counter[str] = Counter()
     still: Counter[str] = Counter()
     try:
-        parts = consumer.partitions_for_topic(topic)
+        cluster = await consumer._client.fetch_all_metadata()  # the topic's partitions
+        parts = cluster.partitions_for_topic(topic)
         if not parts:
-            await consumer.stop()
             print(f"replay: topic {topic} does not exist or has no partitions", file=sys.stderr)
             return 2
         tps = [TopicPartition(topic, p) for p in sorted(parts)]

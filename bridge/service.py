@@ -399,6 +399,16 @@ async def _run(config: Config, bridge: Bridge, probes: Probes) -> int:
         except Fatal as exc:
             log.error("stopping: %s", exc)
             bridge.exit_code = EXIT_FATAL
+        except (kerr.KafkaError, TimeoutError, OSError) as exc:
+            if not bridge.should_exit:
+                raise
+            # Retries give up only when a drain ran out of time: the batch stays uncommitted.
+            log.error("drain did not finish within delivery.drain_timeout_s=%.0fs (%s: %s); the "
+                      "uncommitted batch will be redelivered", config.delivery.drain_timeout_s,
+                      type(exc).__name__, exc)
+            bridge.exit_code = EXIT_DRAIN_TIMEOUT
+            tg.cancel_scope.cancel()
+            return bridge.exit_code
         # Drain: the loop left after committing its last batch; now leave the group, flush.
         # The watchdog bounds the whole drain by delivery.drain_timeout_s.
         await bridge.shutdown()
