@@ -7,18 +7,19 @@ from datetime import datetime
 from bridge.events._base import CanvasBody, Id
 
 
-class ConversationCreated(CanvasBody, kw_only=True):
+class _ConversationBody(CanvasBody, kw_only=True):
+    """Fields shared by ConversationCreated and ConversationForwarded."""
+
+    conversation_id: Id
+    updated_at: datetime
+
+
+class ConversationCreated(_ConversationBody, kw_only=True):
     """A new conversation was initiated by its sender."""
 
-    conversation_id: Id
-    updated_at: datetime
 
-
-class ConversationForwarded(CanvasBody, kw_only=True):
+class ConversationForwarded(_ConversationBody, kw_only=True):
     """A conversation was updated: a user was added to it."""
-
-    conversation_id: Id
-    updated_at: datetime
 
 
 class ConversationMessageCreated(CanvasBody, kw_only=True):

@@ -56,20 +56,20 @@ class CourseProgressDetail(CanvasObject, kw_only=True):
     completed_at: datetime | None = None
 
 
-class CourseCompleted(CanvasBody, kw_only=True):
+class _CourseProgressBody(CanvasBody, kw_only=True):
+    """Fields shared by CourseCompleted and CourseProgress."""
+
+    course: CourseProgressCourse
+    user: CourseProgressUser
+    progress: CourseProgressDetail
+
+
+class CourseCompleted(_CourseProgressBody, kw_only=True):
     """A student met all module completion requirements of a course."""
 
-    course: CourseProgressCourse
-    user: CourseProgressUser
-    progress: CourseProgressDetail
 
-
-class CourseProgress(CanvasBody, kw_only=True):
+class CourseProgress(_CourseProgressBody, kw_only=True):
     """A student met a module requirement of a course (2-minute debounce per student)."""
-
-    course: CourseProgressCourse
-    user: CourseProgressUser
-    progress: CourseProgressDetail
 
 
 class _CourseSectionBody(CanvasBody, kw_only=True):

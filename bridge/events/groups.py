@@ -5,90 +5,71 @@ from __future__ import annotations
 from bridge.events._base import CanvasBody, Id
 
 
-class GroupCategoryCreated(CanvasBody, kw_only=True):
+class _GroupCategoryBody(CanvasBody, kw_only=True):
+    """Fields shared by GroupCategoryCreated and GroupCategoryUpdated."""
+
+    group_category_id: Id
+    context_id: Id | None = None
+    # Usually "Course" (or "Account").
+    context_type: str | None = None
+    group_category_name: str | None = None
+    # Null when the category has no cap.
+    group_limit: int | None = None
+
+
+class GroupCategoryCreated(_GroupCategoryBody, kw_only=True):
     """A new group category was added to a course by an end user or API request."""
 
-    group_category_id: Id
-    context_id: Id | None = None
-    # Usually "Course" (or "Account").
-    context_type: str | None = None
-    group_category_name: str | None = None
-    # Null when the category has no cap.
-    group_limit: int | None = None
 
-
-class GroupCategoryUpdated(CanvasBody, kw_only=True):
+class GroupCategoryUpdated(_GroupCategoryBody, kw_only=True):
     """A group category was updated by an end user or API request."""
 
-    group_category_id: Id
+
+class _GroupBody(CanvasBody, kw_only=True):
+    """Fields shared by GroupCreated and GroupUpdated."""
+
+    group_id: Id
+    account_id: Id | None = None
     context_id: Id | None = None
-    # Usually "Course" (or "Account").
+    # "Account" or "Course".
     context_type: str | None = None
+    group_category_id: Id | None = None
     group_category_name: str | None = None
-    # Null when the category has no cap.
-    group_limit: int | None = None
+    group_name: str | None = None
+    # Null when the group has no cap.
+    max_membership: int | None = None
+    uuid: str | None = None
+    # available, deleted.
+    workflow_state: str | None = None
 
 
-class GroupCreated(CanvasBody, kw_only=True):
+class GroupCreated(_GroupBody, kw_only=True):
     """A new group was added to a course by an end user or API request."""
 
-    group_id: Id
-    account_id: Id | None = None
-    context_id: Id | None = None
-    # "Account" or "Course".
-    context_type: str | None = None
-    group_category_id: Id | None = None
-    group_category_name: str | None = None
-    group_name: str | None = None
-    # Null when the group has no cap.
-    max_membership: int | None = None
-    uuid: str | None = None
-    # available, deleted.
-    workflow_state: str | None = None
 
-
-class GroupUpdated(CanvasBody, kw_only=True):
+class GroupUpdated(_GroupBody, kw_only=True):
     """An existing group was updated by an end user or API request."""
 
-    group_id: Id
-    account_id: Id | None = None
-    context_id: Id | None = None
-    # "Account" or "Course".
-    context_type: str | None = None
+
+class _GroupMembershipBody(CanvasBody, kw_only=True):
+    """Fields shared by GroupMembershipCreated and GroupMembershipUpdated."""
+
+    group_membership_id: Id
+    group_id: Id | None = None
+    user_id: Id | None = None
+    group_name: str | None = None
     group_category_id: Id | None = None
     group_category_name: str | None = None
-    group_name: str | None = None
-    # Null when the group has no cap.
-    max_membership: int | None = None
-    uuid: str | None = None
-    # available, deleted.
+    # e.g. accepted, invited, requested, rejected, deleted.
     workflow_state: str | None = None
 
 
-class GroupMembershipCreated(CanvasBody, kw_only=True):
+class GroupMembershipCreated(_GroupMembershipBody, kw_only=True):
     """A new member was added to a course group by an end user or API request."""
 
-    group_membership_id: Id
-    group_id: Id | None = None
-    user_id: Id | None = None
-    group_name: str | None = None
-    group_category_id: Id | None = None
-    group_category_name: str | None = None
-    # e.g. accepted, invited, requested, rejected, deleted.
-    workflow_state: str | None = None
 
-
-class GroupMembershipUpdated(CanvasBody, kw_only=True):
+class GroupMembershipUpdated(_GroupMembershipBody, kw_only=True):
     """An existing group membership was updated by an end user or API request."""
-
-    group_membership_id: Id
-    group_id: Id | None = None
-    user_id: Id | None = None
-    group_name: str | None = None
-    group_category_id: Id | None = None
-    group_category_name: str | None = None
-    # e.g. accepted, invited, requested, rejected, deleted.
-    workflow_state: str | None = None
 
 
 EVENTS: dict[str, type[CanvasBody]] = {

@@ -5,38 +5,29 @@ from __future__ import annotations
 from bridge.events._base import CanvasBody, Id
 
 
-class LtiResourceLinkCreated(CanvasBody, kw_only=True):
+class _LtiResourceLinkBody(CanvasBody, kw_only=True):
+    """Fields shared by LtiResourceLinkCreated and LtiResourceLinkUpdated."""
+
+    resource_link_id: Id
+    resource_link_uuid: str | None = None
+    # Tracks resource links across content migrations.
+    lookup_uuid: str | None = None
+    context_id: Id | None = None
+    # Course or Assignment.
+    context_type: str | None = None
+    # The LTI 1.3 deployment (ContextExternalTool) that owns the link.
+    context_external_tool_id: Id | None = None
+    url: str | None = None
+    # e.g. active, deleted.
+    workflow_state: str | None = None
+
+
+class LtiResourceLinkCreated(_LtiResourceLinkBody, kw_only=True):
     """A new LTI resource link was created during LTI 1.3 Deep Linking."""
 
-    resource_link_id: Id
-    resource_link_uuid: str | None = None
-    # Tracks resource links across content migrations.
-    lookup_uuid: str | None = None
-    context_id: Id | None = None
-    # Course or Assignment.
-    context_type: str | None = None
-    # The LTI 1.3 deployment (ContextExternalTool) that owns the link.
-    context_external_tool_id: Id | None = None
-    url: str | None = None
-    # e.g. active, deleted.
-    workflow_state: str | None = None
 
-
-class LtiResourceLinkUpdated(CanvasBody, kw_only=True):
+class LtiResourceLinkUpdated(_LtiResourceLinkBody, kw_only=True):
     """An existing LTI resource link was updated via API request."""
-
-    resource_link_id: Id
-    resource_link_uuid: str | None = None
-    # Tracks resource links across content migrations.
-    lookup_uuid: str | None = None
-    context_id: Id | None = None
-    # Course or Assignment.
-    context_type: str | None = None
-    # The LTI 1.3 deployment (ContextExternalTool) that owns the link.
-    context_external_tool_id: Id | None = None
-    url: str | None = None
-    # e.g. active, deleted.
-    workflow_state: str | None = None
 
 
 EVENTS: dict[str, type[CanvasBody]] = {

@@ -5,56 +5,46 @@ from __future__ import annotations
 from bridge.events._base import CanvasBody, Id
 
 
-class ModuleCreated(CanvasBody, kw_only=True):
+class _ModuleBody(CanvasBody, kw_only=True):
+    """Fields shared by ModuleCreated and ModuleUpdated."""
+
+    module_id: Id
+    context_id: Id | None = None
+    # Usually "Course".
+    context_type: str | None = None
+    name: str | None = None
+    position: int | None = None
+    # active, deleted, unpublished.
+    workflow_state: str | None = None
+
+
+class ModuleCreated(_ModuleBody, kw_only=True):
     """A new module was created by an end user or API request."""
 
-    module_id: Id
-    context_id: Id | None = None
-    # Usually "Course".
-    context_type: str | None = None
-    name: str | None = None
-    position: int | None = None
-    # active, deleted, unpublished.
-    workflow_state: str | None = None
 
-
-class ModuleUpdated(CanvasBody, kw_only=True):
+class ModuleUpdated(_ModuleBody, kw_only=True):
     """A module was updated by an end user or API request."""
 
-    module_id: Id
+
+class _ModuleItemBody(CanvasBody, kw_only=True):
+    """Fields shared by ModuleItemCreated and ModuleItemUpdated."""
+
+    module_item_id: Id
+    module_id: Id | None = None
     context_id: Id | None = None
     # Usually "Course".
     context_type: str | None = None
-    name: str | None = None
     position: int | None = None
     # active, deleted, unpublished.
     workflow_state: str | None = None
 
 
-class ModuleItemCreated(CanvasBody, kw_only=True):
+class ModuleItemCreated(_ModuleItemBody, kw_only=True):
     """A new module item was added to a module by an end user or API request."""
 
-    module_item_id: Id
-    module_id: Id | None = None
-    context_id: Id | None = None
-    # Usually "Course".
-    context_type: str | None = None
-    position: int | None = None
-    # active, deleted, unpublished.
-    workflow_state: str | None = None
 
-
-class ModuleItemUpdated(CanvasBody, kw_only=True):
+class ModuleItemUpdated(_ModuleItemBody, kw_only=True):
     """A module item was updated in a module by an end user or API request."""
-
-    module_item_id: Id
-    module_id: Id | None = None
-    context_id: Id | None = None
-    # Usually "Course".
-    context_type: str | None = None
-    position: int | None = None
-    # active, deleted, unpublished.
-    workflow_state: str | None = None
 
 
 EVENTS: dict[str, type[CanvasBody]] = {

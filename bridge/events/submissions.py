@@ -11,66 +11,43 @@ from datetime import datetime
 from bridge.events._base import CanvasBody, Id
 
 
-class SubmissionCreated(CanvasBody, kw_only=True):
+class _SubmissionBody(CanvasBody, kw_only=True):
+    """Fields shared by SubmissionCreated and SubmissionUpdated."""
+
+    submission_id: Id
+    assignment_id: Id | None = None
+    user_id: Id | None = None
+    attempt: int | None = None
+    # Text-entry content, truncated to 8192 characters.
+    body: str | None = None
+    # The grade in the assignment's grading scheme (e.g. a letter grade).
+    grade: str | None = None
+    graded_at: datetime | None = None
+    # Set for group assignments.
+    group_id: Id | None = None
+    late: bool | None = None
+    missing: bool | None = None
+    # An LTI guid, not a Canvas id.
+    lti_assignment_id: str | None = None
+    lti_user_id: str | None = None
+    score: float | None = None
+    # e.g. basic_lti_launch, discussion_topic, media_recording, online_quiz,
+    # online_text_entry, online_upload, online_url.
+    submission_type: str | None = None
+    submitted_at: datetime | None = None
+    updated_at: datetime | None = None
+    # Set for online_url submissions.
+    url: str | None = None
+    # e.g. submitted, pending_review, graded, unsubmitted.
+    workflow_state: str | None = None
+
+
+class SubmissionCreated(_SubmissionBody, kw_only=True):
     """An assignment or New Quizzes submission was submitted or resubmitted."""
 
-    submission_id: Id
-    assignment_id: Id | None = None
-    user_id: Id | None = None
-    attempt: int | None = None
-    # Text-entry content, truncated to 8192 characters.
-    body: str | None = None
-    # The grade in the assignment's grading scheme (e.g. a letter grade).
-    grade: str | None = None
-    graded_at: datetime | None = None
-    # Set for group assignments.
-    group_id: Id | None = None
-    late: bool | None = None
-    missing: bool | None = None
-    # An LTI guid, not a Canvas id.
-    lti_assignment_id: str | None = None
-    lti_user_id: str | None = None
-    score: float | None = None
-    # e.g. basic_lti_launch, discussion_topic, media_recording, online_quiz,
-    # online_text_entry, online_upload, online_url.
-    submission_type: str | None = None
-    submitted_at: datetime | None = None
-    updated_at: datetime | None = None
-    # Set for online_url submissions.
-    url: str | None = None
-    # e.g. submitted, pending_review, graded, unsubmitted.
-    workflow_state: str | None = None
 
-
-class SubmissionUpdated(CanvasBody, kw_only=True):
+class SubmissionUpdated(_SubmissionBody, kw_only=True):
     """A submission was modified, or graded by a teacher."""
-
-    submission_id: Id
-    assignment_id: Id | None = None
-    user_id: Id | None = None
-    attempt: int | None = None
-    # Text-entry content, truncated to 8192 characters.
-    body: str | None = None
-    # The grade in the assignment's grading scheme (e.g. a letter grade).
-    grade: str | None = None
-    graded_at: datetime | None = None
-    # Set for group assignments.
-    group_id: Id | None = None
-    late: bool | None = None
-    missing: bool | None = None
-    # An LTI guid, not a Canvas id.
-    lti_assignment_id: str | None = None
-    lti_user_id: str | None = None
-    score: float | None = None
-    # e.g. basic_lti_launch, discussion_topic, media_recording, online_quiz,
-    # online_text_entry, online_upload, online_url.
-    submission_type: str | None = None
-    submitted_at: datetime | None = None
-    updated_at: datetime | None = None
-    # Set for online_url submissions.
-    url: str | None = None
-    # e.g. submitted, pending_review, graded, unsubmitted.
-    workflow_state: str | None = None
 
 
 class SubmissionCommentCreated(CanvasBody, kw_only=True):
