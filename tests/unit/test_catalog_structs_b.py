@@ -14,12 +14,7 @@ valid placeholder), the field name is still checked.
 
 from __future__ import annotations
 
-import datetime
-import inspect
 import json
-import re
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +33,13 @@ from bridge.events import (
     wiki,
 )
 from bridge.events._base import CanvasBody
+from tests.unit._struct_helpers import (
+    _is_id_field,
+    _is_timestamp,
+    _list_item_of,
+    _parses,
+    _struct_of,
+)
 
 EXAMPLES_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "catalog" / "canvas-examples.jsonl"
 
@@ -111,7 +113,6 @@ KNOWN_INTEGER_IDS: frozenset[tuple[str, str, int]] = frozenset()
 
 PLACEHOLDER_TIMESTAMP = "1970-01-01T00:00:00Z"
 
-_ID_ANNOTATION = re.compile(r"\bId\b")
 
 
 def _load_examples() -> list[tuple[int, dict[str, Any]]]:
@@ -125,52 +126,6 @@ def _load_examples() -> list[tuple[int, dict[str, Any]]]:
 
 
 EXAMPLES = _load_examples()
-
-
-def _raw_annotation(struct: type[msgspec.Struct], name: str) -> str:
-    """The field's annotation as written (a string under postponed evaluation)."""
-    for klass in struct.__mro__:
-        annotations = inspect.get_annotations(klass)
-        if name in annotations:
-            return str(annotations[name])
-    raise KeyError(name)
-
-
-def _is_id_field(struct: type[msgspec.Struct], name: str) -> bool:
-    return _ID_ANNOTATION.search(_raw_annotation(struct, name)) is not None
-
-
-def _members(tp: Any) -> list[Any]:
-    """The non-None members of a (possibly optional) type."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return [arg for arg in typing.get_args(tp) if arg is not type(None)]
-    return [tp]
-
-
-def _struct_of(tp: Any) -> type[msgspec.Struct] | None:
-    for member in _members(tp):
-        if isinstance(member, type) and issubclass(member, msgspec.Struct):
-            return member
-    return None
-
-
-def _list_item_of(tp: Any) -> Any:
-    for member in _members(tp):
-        if typing.get_origin(member) is list:
-            return typing.get_args(member)[0]
-    return None
-
-
-def _is_timestamp(tp: Any) -> bool:
-    return any(member in (datetime.datetime, datetime.date) for member in _members(tp))
-
-
-def _parses(value: str, tp: Any) -> bool:
-    try:
-        msgspec.convert(value, tp, strict=False)
-    except msgspec.ValidationError:
-        return False
-    return True
 
 
 class _Findings:
