@@ -74,6 +74,7 @@ class Batch:
     consumed: int = 0
     core_seconds: float = 0.0
     started: float = 0.0  # perf_counter when the batch was taken from the consumer
+    markers: set[tuple[TopicPartition, str]] = field(default_factory=set)  # (partition, dedupe key) sent
 
 
 @dataclass(slots=True)
@@ -153,6 +154,7 @@ class Delivery:
     ) -> None:
         self._topics = topics
         self._partitioner = Partitioner()
+        self._unconfirmed: dict[tuple[TopicPartition, str], int] = {}
         self.exactly_once = config.delivery.guarantee == "exactly-once"
         self._group_id = config.group_id
         self._consumer = consumer
@@ -203,6 +205,7 @@ class Delivery:
                     await self._commit(batch.offsets)
                 self.publishing_ok = True
                 self._after_commit(batch, sends, inflight.suppressed)
+                self._confirmed(batch)
                 return True
             except (kerr.CommitFailedError, kerr.IllegalGenerationError, kerr.UnknownMemberIdError,
                     kerr.RebalanceInProgressError) as exc:
@@ -211,6 +214,7 @@ class Delivery:
                             type(exc).__name__)
                 if self.exactly_once:
                     await self._abort()
+                self._confirmed(batch)
                 return False
             except FATAL_ERRORS as exc:
                 raise FatalDeliveryError(f"{type(exc).__name__}: {exc}") from exc
@@ -239,18 +243,33 @@ class Delivery:
         sends: list[Output] = []
         in_batch: set[tuple[TopicPartition, str]] = set()
         windows: dict[TopicPartition, Any] = {}
+        unconfirmed = self._unconfirmed
         for tp, out in batch.outputs:
             if isinstance(out, Publish):
                 w = windows.get(tp)
                 if w is None:
                     w = windows[tp] = self._dedupe.window(tp.topic, tp.partition)
                 marker = (tp, out.dedupe_key)
-                if marker in in_batch or w.seen(out.dedupe_key, now):
+                if marker in in_batch or marker in unconfirmed or w.seen(out.dedupe_key, now):
                     suppressed[out.event_name] += 1
                     continue
                 in_batch.add(marker)
             sends.append(out)
+        # Sent but not committed yet: an overlapping next batch must not publish them again.
+        for marker in in_batch:
+            unconfirmed[marker] = unconfirmed.get(marker, 0) + 1
+        batch.markers = in_batch
         return sends, suppressed
+
+    def _confirmed(self, batch: Batch) -> None:
+        """The batch is committed or abandoned: its keys are no longer 'in flight'."""
+        unconfirmed = self._unconfirmed
+        for marker in batch.markers:
+            n = unconfirmed.get(marker, 0) - 1
+            if n > 0:
+                unconfirmed[marker] = n
+            else:
+                unconfirmed.pop(marker, None)
 
     async def _publish(self, sends: list[Output]) -> None:
         """Send every output, then wait for every acknowledgement."""
