@@ -148,10 +148,6 @@ def _settings_table() -> dict[str, tuple[str | None, str, Any]]:
 SETTINGS = _settings_table()
 
 
-def _setting_name(section: str | None, key: str) -> str:
-    return f"{section}.{key}" if section else key
-
-
 def _parse_env_value(var: str, raw: str, typ: Any) -> Any:
     """Environment values are text; turn them into what the TOML would have held."""
     if isinstance(typ, msgspec.inspect.BoolType):

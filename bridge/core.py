@@ -229,10 +229,9 @@ def _build_plan(info: msgspec.inspect.StructType, cache: dict[type, _Plan]) -> _
 
 
 class _NormalizeState:
-    __slots__ = ("assume_utc", "prefix")
+    __slots__ = ("assume_utc",)
 
-    def __init__(self, prefix: str, assume_utc: bool) -> None:
-        self.prefix = prefix
+    def __init__(self, assume_utc: bool) -> None:
         self.assume_utc = assume_utc
 
 
@@ -543,7 +542,7 @@ class Core:
         raise Rejected(R_UNKNOWN_ENVELOPE, f"neither Canvas (metadata, body) nor Caliper (sensor, data): {keys}")
 
     def _state(self) -> _NormalizeState:
-        return _NormalizeState("", self._assume_utc)
+        return _NormalizeState(self._assume_utc)
 
     def _canvas(self, top: dict[str, msgspec.Raw], source: Source) -> Publish:
         env = _Envelope(top["metadata"], top.get("body", _NULL))  # the value is parsed once

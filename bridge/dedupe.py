@@ -65,6 +65,3 @@ class Deduplicator:
     def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
         for tp in partitions:
             self._windows.pop(tp, None)
-
-    def size(self) -> int:
-        return sum(len(w) for w in self._windows.values())

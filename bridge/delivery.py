@@ -167,10 +167,6 @@ class Delivery:
         self.publishing_ok = True
         self.last_error: str = ""
 
-    async def deliver(self, batch: Batch) -> bool:
-        """Publish and commit one batch. False when the batch was abandoned (partitions lost)."""
-        return await self.finish(await self.start(batch))
-
     async def start(self, batch: Batch) -> InFlight:
         """Steps 1-2: select and send, without waiting for acknowledgements (at-least-once).
 

@@ -61,7 +61,7 @@ def transactional_id(config: Config) -> str:
     return f"{config.delivery.transactional_id_prefix}-{config.group_id}-{replica_id(config)}"
 
 
-def make_consumer(config: Config, listener_safe: bool = True) -> AIOKafkaConsumer:
+def make_consumer(config: Config) -> AIOKafkaConsumer:
     k = config.kafka
     exactly_once = config.delivery.guarantee == "exactly-once"
     return AIOKafkaConsumer(
