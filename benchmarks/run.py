@@ -519,9 +519,14 @@ def kill_children() -> None:
     _CHILDREN.clear()
 
 
+#: ``--set NAME=VALUE``: BRIDGE_* settings for the bridge under test only (experiments).
+BRIDGE_OVERRIDES: dict[str, str] = {}
+
+
 def bridge_env(bootstrap: str, raw_topic: str, group: str, prefix: str, port: int) -> dict[str, str]:
     return {
         **clean_env(),
+        **BRIDGE_OVERRIDES,
         "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "BRIDGE_RAW_TOPIC": raw_topic,
         "BRIDGE_GROUP_ID": group,
@@ -1375,7 +1380,8 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker_kind: str, log_
     offsets = Offsets(bootstrap)
     await offsets.start()
     ctx = Ctx(args, bootstrap, rid, templates, shape, log_dir,
-              typed_partitions=load_config(env={}).topics.partitions, admin=admin, offsets=offsets)
+              typed_partitions=load_config(env=dict(BRIDGE_OVERRIDES)).topics.partitions, admin=admin,
+              offsets=offsets)
     r = ctx.results
     r["broker"] = broker_kind
     r["machine"] = machine_info()
@@ -1389,6 +1395,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker_kind: str, log_
                      "raw_partitions": RAW_PARTITIONS, "typed_partitions": ctx.typed_partitions,
                      "latency_seconds": LATENCY_SECONDS, "run_id": rid,
                      "raw_producer": {"acks": "all", "linger_ms": 5},
+                     "bridge_overrides": dict(BRIDGE_OVERRIDES),
                      # The bridge's defaults; the passthrough and naive drainers use the same clients.
                      "bridge_defaults": {k: v for k, v in redacted(cfg).items()
                                          if k in ("kafka", "delivery", "dedupe")}}
@@ -1427,7 +1434,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--profile", type=Path, default=None,
                     help="py-spy the bridge while it drains the backlog: PATH.json (speedscope, summarized) or .svg")
     ap.add_argument("--keep-logs", action="store_true", help="keep the subprocesses' logs (printed path)")
+    ap.add_argument("--set", action="append", default=[], metavar="BRIDGE_NAME=VALUE",
+                    help="a setting for the bridge under test only (repeatable), e.g. BRIDGE_TOPICS_PARTITIONS=1")
     args = ap.parse_args(argv)
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("BRIDGE_"):
+            ap.error(f"--set {item!r}: expected BRIDGE_NAME=VALUE")
+        BRIDGE_OVERRIDES[name] = value
     if args.events < 1 or args.backlog < 1 or args.rate <= 0 or args.repeat < 1:
         ap.error("--events, --backlog, --repeat must be >= 1 and --rate > 0")
     if args.profile is not None:

@@ -17,11 +17,15 @@ header. In ``strict`` mode any of these dead-letters the event instead.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 import re
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -56,9 +60,8 @@ H_SOURCE_OFFSET = "dlq_source_offset"
 H_DLQ_TIME = "dlq_time"
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a raw value came from."""
+class Source(msgspec.Struct, frozen=True, gc=False):
+    """Where a raw value came from (a frozen Struct: built once per consumed record)."""
 
     topic: str
     partition: int
@@ -141,32 +144,37 @@ class Rejected(Exception):
         self.detail = detail
 
 
-class CanvasRecord(msgspec.Struct, kw_only=True):
-    """The value published on a typed topic for a Canvas-format event."""
+class CanvasRecord(msgspec.Struct, gc=False):
+    """The value published for a Canvas-format event, without its ``dedupe_key``.
+
+    Its canonical encoding is what the dedupe key hashes; the published value is that
+    encoding with ``"dedupe_key"`` inserted first (see ``_canvas_value``). ``metadata`` and
+    ``body`` hold the normalized Structs (or, for a generic body or carried unknown fields,
+    plain JSON values), so the whole value is encoded in one call.
+    """
 
     event_name: str
-    event_time: str
+    event_time: str | msgspec.Raw  # Raw: the fast path's UTC text, already a JSON string
     event_time_ms: int
-    dedupe_key: str
-    format: str = "canvas"
-    metadata: msgspec.Raw
-    body: msgspec.Raw
-    generic: bool = False
+    format: str
+    metadata: Any
+    body: Any
+    generic: bool
 
 
-class CaliperRecord(msgspec.Struct, kw_only=True):
+class CaliperRecord(msgspec.Struct, gc=False):
     """The value published on a typed topic for one event of a Caliper envelope."""
 
-    event_name: str
-    event_time: str
-    event_time_ms: int
     dedupe_key: str
-    format: str = "caliper"
+    event_name: str
+    event_time: str | msgspec.Raw  # Raw: the fast path's UTC text, already a JSON string
+    event_time_ms: int
+    format: str
     sensor: str
-    send_time: str
+    send_time: str | msgspec.Raw
     data_version: str
-    event: msgspec.Raw
-    generic: bool = False
+    event: Any
+    generic: bool
 
 
 # ---------------------------------------------------------------------------
@@ -228,6 +236,44 @@ def _build_plan(info: msgspec.inspect.StructType, cache: dict[type, _Plan]) -> _
     return plan
 
 
+def _static_depth(t: msgspec.inspect.Type, seen: frozenset[type] = frozenset()) -> int | None:
+    """The deepest JSON nesting a value of type ``t`` can have (None: unbounded, e.g. ``Any``).
+
+    A value that decoded into Structs forbidding unknown fields cannot be deeper than this,
+    so the fast path skips scanning it for ``limits.max_depth`` when the bound is below it.
+    """
+    if isinstance(t, msgspec.inspect.Metadata):
+        return _static_depth(t.type, seen)
+    if isinstance(t, msgspec.inspect.UnionType):
+        depths = [_static_depth(x, seen) for x in t.types]
+        return None if None in depths else max(d for d in depths if d is not None)
+    if isinstance(t, msgspec.inspect.StructType):
+        if t.cls in seen:
+            return None
+        inner = [_static_depth(f.type, seen | {t.cls}) for f in t.fields]
+        return None if None in inner else 1 + max((d for d in inner if d is not None), default=0)
+    if isinstance(t, msgspec.inspect.ListType | msgspec.inspect.VarTupleType | msgspec.inspect.SetType
+                  | msgspec.inspect.FrozenSetType):
+        item = _static_depth(t.item_type, seen)
+        return None if item is None else 1 + item
+    if isinstance(t, msgspec.inspect.DictType):
+        value = _static_depth(t.value_type, seen)
+        return None if value is None else 1 + value
+    if isinstance(t, msgspec.inspect.TupleType):
+        items = [_static_depth(x, seen) for x in t.item_types]
+        return None if None in items else 1 + max((d for d in items if d is not None), default=0)
+    if isinstance(t, _SCALAR_TYPES):
+        return 0
+    return None  # Any, Raw, object, custom types...: unbounded
+
+
+_SCALAR_TYPES = (
+    msgspec.inspect.NoneType, msgspec.inspect.BoolType, msgspec.inspect.IntType, msgspec.inspect.FloatType,
+    msgspec.inspect.StrType, msgspec.inspect.DateTimeType, msgspec.inspect.DateType, msgspec.inspect.TimeType,
+    msgspec.inspect.LiteralType, msgspec.inspect.EnumType, msgspec.inspect.UUIDType, msgspec.inspect.DecimalType,
+)  # fmt: skip
+
+
 class _NormalizeState:
     __slots__ = ("assume_utc",)
 
@@ -277,11 +323,213 @@ def _normalize(obj: Any, plan: _Plan, path: str, state: _NormalizeState) -> None
                         _normalize(item, sub, f"{here}.{k}", state)
 
 
+class _Slow(Exception):
+    """Internal: the fast path met something unusual; the general path decides (same result)."""
+
+
+_encode_datetime = msgspec.json.Encoder().encode
+
+
+def _fast_utc(value: datetime) -> msgspec.Raw:
+    """``to_utc_text`` for the fast path, as the JSON string itself (no str round trip).
+
+    msgspec writes a UTC datetime as ``"YYYY-MM-DDTHH:MM:SS[.ffffff]Z"``; only the fraction is
+    adjusted to ``to_utc_text``'s (milliseconds, microseconds when present). A naive or
+    out-of-range datetime goes the general way, which explains it.
+    """
+    tz = value.tzinfo
+    if tz is not UTC:
+        if tz is None:
+            raise _Slow
+        value = value.astimezone(UTC)  # OverflowError near the years 1 and 9999
+    text = _encode_datetime(value)
+    n = len(text)
+    if n == 29:
+        return msgspec.Raw(text[:24] + b'Z"' if text[24:27] == b"000" else text)
+    if n == 22:
+        return msgspec.Raw(text[:20] + b'.000Z"')
+    raise _Slow
+
+
+def _compile_normalizer(root: _Plan) -> Callable[[Any], None]:
+    """The plan as straight-line Python: one generated function per Struct type, no dispatch.
+
+    Same effect as ``_normalize`` for Structs whose timestamps are all aware; anything else
+    raises (``_Slow``, ``OverflowError``...) and the caller takes the general path, which
+    reports the precise field. Attribute names are Struct field names: valid identifiers.
+    """
+    plans: dict[int, _Plan] = {}
+
+    def collect(plan: _Plan) -> None:
+        if id(plan) not in plans:
+            plans[id(plan)] = plan
+            for *_, sub in plan.steps:
+                if sub is not None:
+                    collect(sub)
+
+    collect(root)
+    lines: list[str] = []
+    for pid, plan in plans.items():
+        lines.append(f"def n{pid}(o):")
+        lines.append("    pass")
+        for attr, _wire, kind, sub in plan.steps:
+            lines += [f"    v = o.{attr}", "    if v is not None:"]
+            if kind == _KIND_DT:
+                lines.append(f"        o.{attr} = T(v)")
+            elif kind == _KIND_LIST_DT:
+                lines.append(f"        o.{attr} = [None if x is None else T(x) for x in v]")
+            elif kind == _KIND_STRUCT:
+                lines.append(f"        n{id(sub)}(v)")
+            else:
+                items = "v" if kind == _KIND_LIST_STRUCT else "v.values()"
+                lines += [f"        for x in {items}:", "            if x is not None:"]
+                lines.append(f"                n{id(sub)}(x)")
+    namespace: dict[str, Any] = {"T": _fast_utc}
+    exec(compile("\n".join(lines), "<bridge.core normalizer>", "exec"), namespace)  # our own generated code
+    fn: Callable[[Any], None] = namespace[f"n{id(root)}"]
+    return fn
+
+
+# ---------------------------------------------------------------------------
+# Integer ids at C speed: a twin of a Struct whose id fields also accept JSON integers.
+# ---------------------------------------------------------------------------
+
+
+def _id_like(encode_name: str) -> bool:
+    """Named like an identifier, as ``_coerce`` reads it."""
+    return encode_name == "id" or encode_name.endswith(("_id", "_ids"))
+
+
+class _Twins:
+    """Builds, once per Struct type, a twin whose id fields are ``str | int``, and its fix-up.
+
+    Canvas sends some ids as JSON integers. The general lenient path coerces them in Python
+    (decode to dicts, walk, ``msgspec.convert``), ~10x slower than a typed decode. The twin
+    decodes such a value in one msgspec call; the generated fix-up then turns every integer
+    id into its decimal string, in place. The twin has the same fields, names, order and
+    defaults, so it encodes exactly like the Struct. It only covers what ``_coerce`` would do
+    for ids: anything else the Struct rejects, the twin rejects too (general path).
+    """
+
+    def __init__(self) -> None:
+        self._types: dict[type, type | None] = {}
+        self._fixes: dict[type, list[str]] = {}
+
+    def twin(self, cls: type) -> type | None:
+        """The twin of ``cls``, or None when ``cls`` has no id field anywhere (nothing to do)."""
+        if cls in self._types:
+            return self._types[cls]
+        self._types[cls] = None  # recursive Structs: a cycle does not get a twin
+        fields = msgspec.structs.fields(cls)
+        new_fields = []
+        changed = False
+        for f in fields:
+            t, did = self._rewrite(f.type, _id_like(f.encode_name))
+            changed |= did
+            default: Any = msgspec.field(name=f.encode_name) if f.default is msgspec.NODEFAULT else (
+                msgspec.field(default=f.default, name=f.encode_name))
+            if f.default_factory is not msgspec.NODEFAULT:
+                default = msgspec.field(default_factory=f.default_factory, name=f.encode_name)
+            new_fields.append((f.name, t, default))
+        if not changed:
+            return None
+        twin = msgspec.defstruct(f"{cls.__name__}IntIds", new_fields, kw_only=True, forbid_unknown_fields=True)
+        self._types[cls] = twin
+        return twin
+
+    def _rewrite(self, t: Any, id_like: bool) -> tuple[Any, bool]:
+        origin = typing.get_origin(t)
+        if origin is typing.Annotated:
+            base, *metas = typing.get_args(t)
+            if base is str and any(isinstance(m, msgspec.Meta) and (m.extra or {}).get(CANVAS_ID) for m in metas):
+                return str | int, True
+            new, did = self._rewrite(base, id_like)
+            return (typing.Annotated[(new, *metas)], True) if did else (t, False)
+        if t is str and id_like:
+            return str | int, True
+        if origin in (typing.Union, types.UnionType):
+            args = typing.get_args(t)
+            members = [self._rewrite(x, id_like) for x in args]
+            if not any(did for _, did in members):
+                return t, False
+            # Only the shapes the fix-up reads unambiguously: ``X | None`` with X rewritten.
+            # (``Id | int`` or ``Struct | str`` would leave ints it cannot tell from ids.)
+            if len([a for a in args if a is not type(None)]) != 1:
+                return t, False
+            return functools.reduce(operator.or_, [m for m, _ in members]), True
+        if origin is list:
+            (item,) = typing.get_args(t)
+            new, did = self._rewrite(item, id_like)
+            return (list[new], True) if did else (t, False)  # type: ignore[valid-type]
+        if origin is dict:
+            key, value = typing.get_args(t)
+            new, did = self._rewrite(value, False)
+            return (dict[key, new], True) if did else (t, False)  # type: ignore[valid-type]
+        if isinstance(t, type) and issubclass(t, msgspec.Struct) and origin is None:
+            twin = self.twin(t)
+            return (twin, True) if twin is not None else (t, False)
+        return t, False
+
+    def fixer(self, twin: type) -> Callable[[Any], None]:
+        """Generated code: every ``int`` in an id field of ``twin`` (and nested twins) -> ``str``.
+
+        It follows the types ``_rewrite`` produced, so every place where a twin accepts an
+        integer id is fixed (the tests compare the result with the general path's).
+        """
+        twins = {x for x in self._types.values() if x is not None}
+        names: dict[type, str] = {}
+        lines: list[str] = []
+
+        def expr(t: Any, x: str, depth: int) -> str | None:
+            """An expression giving the fixed value of ``x`` (of type ``t``), None if nothing to fix."""
+            origin = typing.get_origin(t)
+            if origin is typing.Annotated:
+                return expr(typing.get_args(t)[0], x, depth)
+            if origin in (typing.Union, types.UnionType):
+                members = [a for a in typing.get_args(t) if a is not type(None)]
+                if int in members and str in members:
+                    return f"(str({x}) if {x}.__class__ is int else {x})"
+                if len(members) == 1:
+                    inner = expr(members[0], x, depth)
+                    return None if inner is None else f"(None if {x} is None else {inner})"
+                return None
+            y = f"y{depth}"
+            if origin is list:
+                inner = expr(typing.get_args(t)[0], y, depth + 1)
+                return None if inner is None else f"[{inner} for {y} in {x}]"
+            if origin is dict:
+                inner = expr(typing.get_args(t)[1], y, depth + 1)
+                k = f"k{depth}"
+                return None if inner is None else f"{{{k}: {inner} for {k}, {y} in {x}.items()}}"
+            if isinstance(t, type) and t in twins:
+                return f"{emit(t)}({x})"
+            return None
+
+        def emit(cls: type) -> str:
+            if cls in names:
+                return names[cls]
+            name = names[cls] = f"f{len(names)}"
+            body = []
+            for f in msgspec.structs.fields(cls):
+                e = expr(f.type, "v", 0)
+                if e is not None:
+                    body += [f"    v = o.{f.name}", f"    o.{f.name} = {e}"]
+            lines.extend([f"def {name}(o):", *body, "    return o"])
+            return name
+
+        root = emit(twin)
+        namespace: dict[str, Any] = {}
+        exec(compile("\n".join(lines), "<bridge.core id fix-up>", "exec"), namespace)  # our own generated code
+        fn: Callable[[Any], None] = namespace[root]
+        return fn
+
+
 # ---------------------------------------------------------------------------
 # The lenient path: fix what a careful operator would accept, remember what was carried.
 # ---------------------------------------------------------------------------
 
 _PLACEHOLDER_TIME = _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 PathT = tuple[str | int, ...]
 
 
@@ -347,16 +595,22 @@ def _put(tree: Any, path: PathT, value: Any) -> None:
 
 
 _json_decode = msgspec.json.Decoder().decode
-_canonical = msgspec.json.Encoder(order="sorted")
 _encode = msgspec.json.Encoder()
+#: Published values: Structs in their field order, dict keys sorted, so the bytes of an event
+#: do not depend on the JSON key order or whitespace it arrived with (the dedupe key hashes them).
+_record_encode = msgspec.json.Encoder(order="deterministic").encode
 
 
 @dataclass(slots=True)
 class _Decoded:
-    """One typed part (metadata, body or Caliper event), encoded canonically."""
+    """One typed part (metadata, body or Caliper event), normalized.
+
+    ``out`` is what the published value holds: the Struct itself, or a plain JSON tree when
+    fields outside the Struct (unknown, malformed) are carried through.
+    """
 
     obj: Any
-    raw: bytes
+    out: Any
     unknown: tuple[str, ...] = ()
     malformed: tuple[str, ...] = ()
 
@@ -364,21 +618,33 @@ class _Decoded:
 class _TypedDecoder:
     """Decodes one Struct type: fast strict path, then the lenient path if allowed."""
 
-    __slots__ = ("_decode", "_info", "_lenient", "_plan", "_type")
+    __slots__ = (
+        "_info", "_lenient", "_plan", "_type", "depth", "fast_decode", "fast_normalize", "twin", "twin_decode",
+        "twin_fix",
+    )  # fmt: skip
 
-    def __init__(self, typ: type, plans: dict[type, _Plan], lenient: bool) -> None:
+    def __init__(self, typ: type, plans: dict[type, _Plan], lenient: bool, twins: _Twins | None = None) -> None:
+        """``twins``: also build the integer-id twin (lenient mode, Canvas format)."""
         self._type = typ
-        self._decode: Callable[[bytes], Any] = msgspec.json.Decoder(typ).decode
+        self.fast_decode: Callable[[bytes], Any] = msgspec.json.Decoder(typ).decode
         info = msgspec.inspect.type_info(typ)
         assert isinstance(info, msgspec.inspect.StructType)
         self._info = info
         self._plan = _build_plan(info, plans)
+        self.fast_normalize = _compile_normalizer(self._plan)
+        self.depth = _static_depth(info)
         self._lenient = lenient
+        self.twin = twins.twin(typ) if twins is not None and lenient else None
+        self.twin_decode: Callable[[bytes], Any] | None = None
+        self.twin_fix: Callable[[Any], None] | None = None
+        if self.twin is not None and twins is not None:
+            self.twin_decode = msgspec.json.Decoder(self.twin).decode
+            self.twin_fix = twins.fixer(self.twin)
 
     def decode_strict(self, raw: bytes, root: str, state: _NormalizeState) -> _Decoded:
-        obj = self._decode(raw)
+        obj = self.fast_decode(raw)
         _normalize(obj, self._plan, root, state)
-        return _Decoded(obj, _canonical.encode(obj))
+        return _Decoded(obj, obj)
 
     def decode(self, raw: bytes, root: str, state: _NormalizeState, bad_reason: str) -> _Decoded:
         try:
@@ -402,7 +668,7 @@ class _TypedDecoder:
             raise Rejected(bad_reason, f"{root}: {exc}".replace("`$", f"`{root}")) from None
         _normalize(obj, self._plan, root, state)
         if not acc.extras and not acc.malformed:
-            return _Decoded(obj, _canonical.encode(obj))
+            return _Decoded(obj, obj)
         tree = msgspec.json.decode(_encode.encode(obj))
         for path, value in acc.malformed:
             _put(tree, path, value)
@@ -410,7 +676,7 @@ class _TypedDecoder:
             _put(tree, path, value)
         return _Decoded(
             obj,
-            _canonical.encode(tree),
+            tree,
             unknown=tuple(_path_text(root, p) for p, _ in acc.extras),
             malformed=tuple(_path_text(root, p) for p, _ in acc.malformed),
         )
@@ -442,6 +708,21 @@ class _Envelope(msgspec.Struct):
 _NULL = msgspec.Raw(b"null")
 
 
+class _CaliperIn(CaliperEnvelope, forbid_unknown_fields=True):
+    """The fast path's view of a Caliper envelope (unknown fields: the general path)."""
+
+
+class _CanvasIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The fast path's view of a Canvas-format value: the metadata typed in the same pass.
+
+    Unknown top-level fields send the value to the general path, which ignores them too but
+    also checks the depth of what it skips.
+    """
+
+    metadata: CanvasMetadata
+    body: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
+
+
 class Core:
     """The bridge's pipeline, configured once. ``process`` is pure and never raises."""
 
@@ -455,19 +736,40 @@ class Core:
         decode: DecodeSettings,
         limits: LimitsSettings,
         pii: PiiPolicy | None = None,
+        fast_paths: bool = True,
     ) -> None:
+        """``fast_paths=False`` sends every value through the general path (tests compare both)."""
         self.topics = topics
+        self._fast_paths = fast_paths
         self._pii = pii if pii is not None and pii.active else None
         self.limits = limits
         self._assume_utc = decode.naive_timestamps == "assume_utc"
         self._lenient = lenient = decode.mode == "lenient"
         plans: dict[type, _Plan] = {}
-        self._metadata = _TypedDecoder(CanvasMetadata, plans, lenient)
-        self._bodies = {name: _TypedDecoder(t, plans, lenient) for name, t in CANVAS_EVENTS.items()}
+        twins = _Twins()
+        self._metadata = _TypedDecoder(CanvasMetadata, plans, lenient, twins)
+        self._bodies = {name: _TypedDecoder(t, plans, lenient, twins) for name, t in CANVAS_EVENTS.items()}
         self._caliper = {name: _TypedDecoder(t, plans, lenient) for name, t in CALIPER_EVENTS.items()}
         self._caliper_envelope = _TypedDecoder(CaliperEnvelope, plans, lenient)
         self._head = msgspec.json.Decoder(CaliperEventHead).decode
         self._top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+        self._canvas_in = msgspec.json.Decoder(_CanvasIn).decode
+        self._canvas_in_twin: Callable[[bytes], Any] | None = None
+        if self._metadata.twin is not None:
+            twin_in = msgspec.defstruct("_CanvasInIntIds", [
+                ("metadata", self._metadata.twin),
+                ("body", msgspec.Raw, msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))),
+            ], forbid_unknown_fields=True)  # fmt: skip
+            self._canvas_in_twin = msgspec.json.Decoder(twin_in).decode
+        self._fast_metadata = self._metadata.fast_normalize
+        self._caliper_in = msgspec.json.Decoder(_CaliperIn).decode
+        meta_depth = self._metadata.depth
+        self._canvas_depth = {  # event name -> a bound of a Canvas value's depth, if low enough
+            name: 1 + max(meta_depth, d.depth)
+            for name, d in self._bodies.items()
+            if meta_depth is not None and d.depth is not None and 1 + max(meta_depth, d.depth) <= limits.max_depth
+        }
+        self._header_memo: dict[tuple[str, str], tuple[tuple[str, bytes], tuple[str, bytes]]] = {}
         self._canvas_topics: dict[str, str] = {}
         self._caliper_topics: dict[str, str] = {}
 
@@ -500,12 +802,17 @@ class Core:
 
     # -- pipeline -------------------------------------------------------------------------
 
-    def _check_limits(self, value: bytes | None) -> bytes:
+    def _check_size(self, value: bytes | None) -> bytes:
         if not value:
             raise Rejected(R_EMPTY, "the record has no value")
+        if len(value) > self.limits.max_message_bytes:
+            raise Rejected(
+                R_TOO_LARGE, f"{len(value)} bytes > limits.max_message_bytes={self.limits.max_message_bytes}"
+            )
+        return value
+
+    def _check_shape(self, value: bytes) -> None:
         limits = self.limits
-        if len(value) > limits.max_message_bytes:
-            raise Rejected(R_TOO_LARGE, f"{len(value)} bytes > limits.max_message_bytes={limits.max_message_bytes}")
         # Cheap bounds first: depth <= number of brackets; a string <= the whole value.
         if value.count(b"{") + value.count(b"[") > limits.max_depth:
             depth = _max_depth(value)
@@ -519,10 +826,31 @@ class Core:
                         f"a string of {m.end() - m.start() - 2} bytes at byte {m.start()}"
                         f" > limits.max_string_length={limits.max_string_length}",
                     )
-        return value
+
+    def _depth_ok(self, value: bytes, bound: int | None) -> bool:
+        """For the fast path: within ``limits.max_depth`` by the types' bound, or by a scan."""
+        if bound is not None and bound <= self.limits.max_depth:
+            return True
+        return value.count(b"{") + value.count(b"[") <= self.limits.max_depth or (
+            _max_depth(value) <= self.limits.max_depth
+        )
 
     def _process(self, value: bytes | None, source: Source) -> list[Output]:
-        value = self._check_limits(value)
+        value = self._check_size(value)
+        # The fast paths take the events that fit their Structs exactly (most traffic), in as
+        # few msgspec calls as possible; whatever they do not take, the general path below
+        # handles, with the same result for what both could take. (A value longer than
+        # limits.max_string_length may hold a too long string: the general path checks it.)
+        if self._fast_paths and len(value) <= self.limits.max_string_length:
+            if b'"metadata"' in value:
+                fast = self._canvas_fast(value, source)
+                if fast is not None:
+                    return [fast]
+            elif b'"sensor"' in value:
+                many = self._caliper_fast(value, source)
+                if many is not None:
+                    return many
+        self._check_shape(value)
         try:
             top = self._top(value)
         except msgspec.ValidationError:
@@ -544,6 +872,45 @@ class Core:
     def _state(self) -> _NormalizeState:
         return _NormalizeState(self._assume_utc)
 
+    # -- Canvas format ----------------------------------------------------------------------
+
+    def _canvas_fast(self, value: bytes, source: Source) -> Publish | None:
+        """Metadata and body fit their Structs exactly and every timestamp has an offset."""
+        try:
+            try:
+                env = self._canvas_in(value)
+            except msgspec.ValidationError:  # integer ids? (anything else fails again: general path)
+                if self._canvas_in_twin is None or self._metadata.twin_fix is None:
+                    return None
+                env = self._canvas_in_twin(value)
+                self._metadata.twin_fix(env.metadata)
+            m = env.metadata
+            event_name = m.event_name
+            decoder = self._bodies.get(event_name)
+            topic = self._canvas_topics.get(event_name)
+            if decoder is None or topic is None:
+                return None
+            bound = self._canvas_depth.get(event_name)
+            if bound is None and not self._depth_ok(value, None):
+                return None
+            try:
+                body = decoder.fast_decode(env.body)
+            except msgspec.ValidationError:
+                if decoder.twin_decode is None or decoder.twin_fix is None:
+                    return None
+                body = decoder.twin_decode(env.body)
+                decoder.twin_fix(body)
+            event_time = m.event_time
+            event_ms = (event_time - _EPOCH) // _MS  # TypeError when naive
+            if event_ms < 0:
+                return None
+            self._fast_metadata(m)
+            decoder.fast_normalize(body)
+        except Exception:  # msgspec errors, naive or out-of-range timestamps...: the general path
+            return None
+        event_text: Any = m.event_time  # normalized: its UTC text, as the JSON string
+        return self._canvas_publish(source, topic, m, body, event_name, event_text, event_ms, False)
+
     def _canvas(self, top: dict[str, msgspec.Raw], source: Source) -> Publish:
         env = _Envelope(top["metadata"], top.get("body", _NULL))  # the value is parsed once
         state = self._state()
@@ -556,9 +923,10 @@ class Core:
         decoder = self._bodies.get(event_name)
         topic = self._canvas_topic(event_name, known=decoder is not None)
         if decoder is None:
-            if not isinstance(_json_decode(env.body), dict):
+            tree = _json_decode(env.body)
+            if not isinstance(tree, dict):
                 raise Rejected(R_INVALID_BODY, f"body of {event_name!r} is not a JSON object")
-            body = _Decoded(None, _canonical.encode(_json_decode(env.body)))
+            body = _Decoded(None, tree)
             generic = True
         else:
             generic = False
@@ -571,33 +939,51 @@ class Core:
                 declared = event_name
                 event_name, body = rescued
                 topic = self._canvas_topic(event_name, known=True)
-        key = _dedupe_key(b"canvas", event_name.encode(), meta.raw, body.raw)
-        record = CanvasRecord(
-            event_name=event_name,
-            event_time=event_text,
-            event_time_ms=event_ms,
-            dedupe_key=key,
-            metadata=msgspec.Raw(meta.raw),
-            body=msgspec.Raw(body.raw),
-            generic=generic,
+        return self._canvas_publish(
+            source, topic, meta.out, body.out, event_name, event_text, event_ms, generic,
+            meta.unknown + body.unknown, body.malformed, declared, m,
         )
-        value = _encode.encode(record)
+
+    def _canvas_publish(
+        self,
+        source: Source,
+        topic: str,
+        metadata: Any,
+        body: Any,
+        event_name: str,
+        event_text: str | msgspec.Raw,
+        event_ms: int,
+        generic: bool,
+        unknown: tuple[str, ...] = (),
+        malformed: tuple[str, ...] = (),
+        declared: str | None = None,
+        m: CanvasMetadata | None = None,
+    ) -> Publish:
+        """The typed record: the value is encoded once; the dedupe key hashes that encoding."""
+        canonical = _record_encode(
+            CanvasRecord(event_name, event_text, event_ms, "canvas", metadata, body, generic)
+        )
+        key = hashlib.sha256(canonical).hexdigest()[:32]
+        key_bytes = key.encode()
+        value = b'{"dedupe_key":"' + key_bytes + b'",' + canonical[1:]
         if self._pii is not None:  # after the dedupe key: redaction never changes it
             value = _encode.encode(self._pii.apply(_json_decode(value)))
-        unknown = meta.unknown + body.unknown
-        malformed = body.malformed
+        headers: Headers = [(H_DEDUPE_KEY, key_bytes), *self._name_headers(event_name, "canvas")]
+        if generic or unknown or malformed or (declared is not None and declared != event_name):
+            headers += _extra_headers(generic, unknown, malformed, declared, event_name)
         return Publish(
-            topic=topic,
-            key=self._record_key(source, key, _canvas_entity(m)),
-            value=value,
-            headers=_headers(key, event_name, "canvas", generic, unknown, malformed, declared),
-            timestamp_ms=record.event_time_ms,
-            event_name=event_name,
-            dedupe_key=key,
-            generic=generic,
-            unknown_fields=unknown,
-            malformed_fields=malformed,
-            declared_event_name=declared if declared != event_name else None,
+            topic,
+            self._record_key(source, key, _canvas_entity(metadata if m is None else m)),
+            value,
+            headers,
+            event_ms,
+            event_name,
+            key,
+            "canvas",
+            generic,
+            unknown,
+            malformed,
+            declared if declared != event_name else None,
         )
 
     def _misfiled(self, body: bytes, declared: str, state: _NormalizeState) -> tuple[str, _Decoded] | None:
@@ -618,6 +1004,40 @@ class Core:
             if len(matches) > 1:
                 return None
         return matches[0] if matches else None
+
+    # -- Caliper format ---------------------------------------------------------------------
+
+    def _caliper_fast(self, value: bytes, source: Source) -> list[Output] | None:
+        """Every event of the envelope fits its Struct exactly; every timestamp has an offset."""
+        out: list[Output] = []
+        try:
+            env = self._caliper_in(value)
+            send_time = _fast_utc(env.send_time)
+            if not env.data:
+                return None
+            scanned = False
+            for raw in env.data:
+                head = self._head(raw)
+                name = caliper_event_name(head) if head.id and head.type else None
+                decoder = self._caliper.get(name) if name is not None else None
+                topic = self._caliper_topics.get(name) if name is not None else None
+                if decoder is None or topic is None or name is None:
+                    return None
+                if (decoder.depth is None or decoder.depth + 2 > self.limits.max_depth) and not scanned:
+                    if not self._depth_ok(value, None):
+                        return None
+                    scanned = True
+                event = decoder.fast_decode(raw)
+                event_time = event.event_time
+                event_ms = (event_time - _EPOCH) // _MS
+                if event_ms < 0:
+                    return None
+                decoder.fast_normalize(event)
+                out.append(self._caliper_publish(source, topic, env, send_time, head, name, event,
+                                                 event.event_time, event_ms, event, False))
+        except Exception:  # msgspec errors, naive or out-of-range timestamps...: the general path
+            return None
+        return out
 
     def _caliper_events(self, value: bytes, source: Source) -> list[Publish]:
         state = self._state()
@@ -643,7 +1063,7 @@ class Core:
                 tree = _json_decode(raw)
                 event_time = _parse_required_time(tree.get("eventTime"), f"{root}.eventTime", state)
                 event_text, event_ms = _text_and_ms(event_time, f"{root}.eventTime")
-                part = _Decoded(tree, _canonical.encode(tree))
+                part = _Decoded(tree, tree)
             else:
                 generic = False
                 part = decoder.decode(raw, root, state, R_INVALID_CALIPER)
@@ -651,39 +1071,60 @@ class Core:
                     raise Rejected(R_INVALID_TIMESTAMP, f"{root}.eventTime is not a timestamp")
                 event_text, event_ms = _normalized_time(part.obj.event_time, f"{root}.eventTime")
             topic = self._caliper_topic(name, generic)
-            obj = head.object
-            object_id = obj if isinstance(obj, str) else (obj.id if obj is not None else None)
-            key = _dedupe_key(b"caliper", head.id.encode(), name.encode(), (object_id or "").encode())
-            record = CaliperRecord(
-                event_name=name,
-                event_time=event_text,
-                event_time_ms=event_ms,
-                dedupe_key=key,
-                sensor=env.sensor,
-                send_time=send_time,
-                data_version=env.data_version,
-                event=msgspec.Raw(part.raw),
-                generic=generic,
-            )
-            value = _encode.encode(record)
-            if self._pii is not None:
-                value = _encode.encode(self._pii.apply(_json_decode(value)))
-            out.append(
-                Publish(
-                    topic=topic,
-                    key=self._record_key(source, key, _caliper_entity(part.obj)),
-                    value=value,
-                    headers=_headers(key, name, "caliper", generic, part.unknown, part.malformed),
-                    timestamp_ms=record.event_time_ms,
-                    event_name=name,
-                    dedupe_key=key,
-                    format="caliper",
-                    generic=generic,
-                    unknown_fields=part.unknown,
-                    malformed_fields=part.malformed,
-                )
-            )
+            out.append(self._caliper_publish(source, topic, env, send_time, head, name, part.obj, event_text,
+                                             event_ms, part.out, generic, part.unknown, part.malformed))
         return out
+
+    def _caliper_publish(
+        self,
+        source: Source,
+        topic: str,
+        env: CaliperEnvelope,
+        send_time: str | msgspec.Raw,
+        head: CaliperEventHead,
+        name: str,
+        event: Any,
+        event_text: str | msgspec.Raw,
+        event_ms: int,
+        out: Any,
+        generic: bool,
+        unknown: tuple[str, ...] = (),
+        malformed: tuple[str, ...] = (),
+    ) -> Publish:
+        obj = head.object
+        object_id = obj if isinstance(obj, str) else (obj.id if obj is not None else None)
+        key = _dedupe_key(b"caliper", (head.id or "").encode(), name.encode(), (object_id or "").encode())
+        value = _record_encode(
+            CaliperRecord(key, name, event_text, event_ms, "caliper", env.sensor, send_time, env.data_version,
+                          out, generic)
+        )
+        if self._pii is not None:
+            value = _encode.encode(self._pii.apply(_json_decode(value)))
+        headers: Headers = [(H_DEDUPE_KEY, key.encode()), *self._name_headers(name, "caliper")]
+        if generic or unknown or malformed:
+            headers += _extra_headers(generic, unknown, malformed, None, name)
+        return Publish(
+            topic,
+            self._record_key(source, key, _caliper_entity(event)),
+            value,
+            headers,
+            event_ms,
+            name,
+            key,
+            "caliper",
+            generic,
+            unknown,
+            malformed,
+        )
+
+    def _name_headers(self, name: str, fmt: str) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
+        """The ``event_name`` and ``event_format`` headers, memoized for known names."""
+        pair = self._header_memo.get((name, fmt))
+        if pair is None:
+            pair = ((H_EVENT_NAME, name.encode()), (H_FORMAT, fmt.encode()))
+            if len(self._header_memo) < 10000:  # bounded, whatever the input
+                self._header_memo[(name, fmt)] = pair
+        return pair
 
     # -- routing --------------------------------------------------------------------------
 
@@ -784,20 +1225,15 @@ def _caliper_entity(event: Any) -> str | None:
     return None
 
 
-def _headers(
-    key: str,
-    event_name: str,
-    fmt: str,
+def _extra_headers(
     generic: bool,
     unknown: tuple[str, ...],
     malformed: tuple[str, ...],
-    declared: str | None = None,
+    declared: str | None,
+    event_name: str,
 ) -> Headers:
-    headers: list[tuple[str, bytes]] = [
-        (H_DEDUPE_KEY, key.encode()),
-        (H_EVENT_NAME, event_name.encode()),
-        (H_FORMAT, fmt.encode()),
-    ]
+    """The headers that only some records carry."""
+    headers: Headers = []
     if generic:
         headers.append((H_GENERIC, b"true"))
     if unknown:

@@ -47,6 +47,7 @@ def make_core(
     topics: dict[str, Any] | None = None,
     decode: dict[str, Any] | None = None,
     limits: dict[str, Any] | None = None,
+    fast_paths: bool = True,
 ) -> Core:
     """A Core from the default config, with some settings of a section replaced."""
     cfg = _default_config()
@@ -54,6 +55,7 @@ def make_core(
         msgspec.structs.replace(cfg.topics, **(topics or {})),
         msgspec.structs.replace(cfg.decode, **(decode or {})),
         msgspec.structs.replace(cfg.limits, **(limits or {})),
+        fast_paths=fast_paths,
     )
 
 

@@ -389,3 +389,30 @@ def test_offset_helper_round_trips() -> None:
             text = rewrite_timestamp("2024-07-30T19:04:35.872Z", minutes, style)
             assert instant_of(text) == instant_of("2024-07-30T19:04:35.872Z"), text
             assert offset_text(minutes, colon=style == "iso") in text
+
+
+def test_the_canvas_key_is_the_documented_hash_of_the_value_without_it() -> None:
+    """README: SHA-256 of the published value's bytes without ``"dedupe_key":"…",``, 32 hex."""
+    import hashlib
+
+    for p in BASELINE:
+        prefix = b'{"dedupe_key":"' + p.dedupe_key.encode() + b'",'
+        assert p.value.startswith(prefix)
+        canonical = b"{" + p.value[len(prefix):]
+        assert list(json.loads(canonical)) == ["event_name", "event_time", "event_time_ms", "format", "metadata",
+                                               "body", "generic"]  # fmt: skip
+        assert hashlib.sha256(canonical).hexdigest()[:32] == p.dedupe_key
+
+
+def test_the_caliper_key_is_the_documented_hash_of_its_parts() -> None:
+    import hashlib
+
+    for line in CALIPER_LINES:
+        for p in run(line):
+            assert isinstance(p, Publish)
+            event = json.loads(p.value)["event"]
+            obj = event.get("object")
+            object_id = obj if isinstance(obj, str) else (obj or {}).get("id") or ""
+            parts = [b"caliper", event["id"].encode(), p.event_name.encode(), object_id.encode()]
+            data = ",".join(str(len(x)) for x in parts).encode() + b";" + b"".join(parts)
+            assert hashlib.sha256(data).hexdigest()[:32] == p.dedupe_key

@@ -2,7 +2,8 @@
 
 Whatever the bytes, ``process`` must not raise, and must return either typed records (at least
 one, no dead letter) or exactly one dead letter carrying the input bytes unchanged. Every
-record is valid JSON with its dedupe key. 11,000 cases in all (2000 + 1500 byte-level, 2500
+record is valid JSON with its dedupe key, and the core's fast paths give exactly what its general
+path gives (every case runs through both). 11,000 cases in all (2000 + 1500 byte-level, 2500
 type, 2500 structural, 2000 timestamp, 500 valid-offset), split so that each test stays well
 under 30 s; ``derandomize=True`` makes every run try the same cases.
 """
@@ -33,12 +34,15 @@ TREES = [json.loads(line) for line in ALL_LINES]
 CANVAS = range(len(CANVAS_LINES))  # indexes into ALL_LINES / TREES
 CALIPER = range(len(CANVAS_LINES), len(ALL_LINES))
 
-CORES: list[Core] = [
-    make_core(),
-    make_core(decode={"mode": "strict"}),
-    make_core(decode={"naive_timestamps": "assume_utc"}, topics={"unknown_events": "catch_all"}),
-    make_core(limits={"max_depth": 8, "max_string_length": 200, "max_message_bytes": 4000}),
+CORE_SETTINGS: list[dict[str, Any]] = [
+    {},
+    {"decode": {"mode": "strict"}},
+    {"decode": {"naive_timestamps": "assume_utc"}, "topics": {"unknown_events": "catch_all"}},
+    {"limits": {"max_depth": 8, "max_string_length": 200, "max_message_bytes": 4000}},
 ]
+CORES: list[Core] = [make_core(**s) for s in CORE_SETTINGS]
+# The same settings with the fast paths off: every input must give the very same outputs.
+GENERAL: list[Core] = [make_core(**s, fast_paths=False) for s in CORE_SETTINGS]
 CORE_INDEX = st.integers(min_value=0, max_value=len(CORES) - 1)
 
 TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -72,6 +76,7 @@ def check(value: bytes, core_index: int) -> list[Output]:
     """The properties every input must satisfy; returns the outputs for further checks."""
     out = CORES[core_index].process(value, SOURCE, NOW_MS)  # must not raise
     assert isinstance(out, list) and out, out
+    assert out == GENERAL[core_index].process(value, SOURCE, NOW_MS), "fast and general paths differ"
     dead = [o for o in out if isinstance(o, DeadLetter)]
     records = [o for o in out if isinstance(o, Publish)]
     assert len(dead) + len(records) == len(out)
