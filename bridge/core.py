@@ -23,7 +23,7 @@ import operator
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -400,23 +400,38 @@ def _id_like(encode_name: str) -> bool:
     return encode_name == "id" or encode_name.endswith(("_id", "_ids"))
 
 
-class _Twins:
-    """Builds, once per Struct type, a twin whose id fields are ``str | int``, and its fix-up.
+#: Marks a twin field that holds a timestamp as text (read by the generated fix-up).
+_TIME_TEXT = msgspec.Meta(extra={"bridge_time_text": True})
 
-    Canvas sends some ids as JSON integers. The general lenient path coerces them in Python
-    (decode to dicts, walk, ``msgspec.convert``), ~10x slower than a typed decode. The twin
-    decodes such a value in one msgspec call; the generated fix-up then turns every integer
-    id into its decimal string, in place. The twin has the same fields, names, order and
-    defaults, so it encodes exactly like the Struct. It only covers what ``_coerce`` would do
-    for ids: anything else the Struct rejects, the twin rejects too (general path).
+
+def _parse_aware(text: str) -> datetime:
+    """A twin's timestamp text, in any form Canvas sends; naive or malformed: the general path."""
+    value = parse_lenient(text)
+    if value.tzinfo is None:
+        raise _Slow
+    return value
+
+
+class _Twins:
+    """Builds, once per Struct type, lenient twins of the Struct, and their fix-ups.
+
+    Canvas sends some ids as JSON integers, and some timestamps in Ruby's form
+    (``2019-11-05 07:38:00 -0800``) that msgspec's RFC 3339 parser rejects. The general
+    lenient path handles both in Python (decode to dicts, walk, ``msgspec.convert``), ~10x
+    slower than a typed decode. A twin decodes such a value in one msgspec call: its id fields
+    are ``str | int`` and, with ``times``, its timestamp fields are text. The generated fix-up
+    then turns every integer id into its decimal string and parses every timestamp text the
+    way the general path does (``parse_lenient``), in place. A twin has the same fields,
+    names, order and defaults, so it encodes exactly like the Struct. Anything else the
+    Struct rejects, the twin rejects too (general path).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, times: bool) -> None:
+        self._times = times
         self._types: dict[type, type | None] = {}
-        self._fixes: dict[type, list[str]] = {}
 
     def twin(self, cls: type) -> type | None:
-        """The twin of ``cls``, or None when ``cls`` has no id field anywhere (nothing to do)."""
+        """The twin of ``cls``, or None when nothing in ``cls`` would change (nothing to do)."""
         if cls in self._types:
             return self._types[cls]
         self._types[cls] = None  # recursive Structs: a cycle does not get a twin
@@ -433,7 +448,8 @@ class _Twins:
             new_fields.append((f.name, t, default))
         if not changed:
             return None
-        twin = msgspec.defstruct(f"{cls.__name__}IntIds", new_fields, kw_only=True, forbid_unknown_fields=True)
+        suffix = "Lenient" if self._times else "IntIds"
+        twin = msgspec.defstruct(f"{cls.__name__}{suffix}", new_fields, kw_only=True, forbid_unknown_fields=True)
         self._types[cls] = twin
         return twin
 
@@ -447,6 +463,8 @@ class _Twins:
             return (typing.Annotated[(new, *metas)], True) if did else (t, False)
         if t is str and id_like:
             return str | int, True
+        if t is datetime and self._times:
+            return typing.Annotated[str, _TIME_TEXT], True
         if origin in (typing.Union, types.UnionType):
             args = typing.get_args(t)
             members = [self._rewrite(x, id_like) for x in args]
@@ -471,7 +489,7 @@ class _Twins:
         return t, False
 
     def fixer(self, twin: type) -> Callable[[Any], None]:
-        """Generated code: every ``int`` in an id field of ``twin`` (and nested twins) -> ``str``.
+        """Generated code: in ``twin`` and nested twins, integer ids -> ``str``, texts -> datetimes.
 
         It follows the types ``_rewrite`` produced, so every place where a twin accepts an
         integer id is fixed (the tests compare the result with the general path's).
@@ -484,7 +502,10 @@ class _Twins:
             """An expression giving the fixed value of ``x`` (of type ``t``), None if nothing to fix."""
             origin = typing.get_origin(t)
             if origin is typing.Annotated:
-                return expr(typing.get_args(t)[0], x, depth)
+                base, *metas = typing.get_args(t)
+                if _TIME_TEXT in metas:
+                    return f"P({x})"
+                return expr(base, x, depth)
             if origin in (typing.Union, types.UnionType):
                 members = [a for a in typing.get_args(t) if a is not type(None)]
                 if int in members and str in members:
@@ -518,7 +539,7 @@ class _Twins:
             return name
 
         root = emit(twin)
-        namespace: dict[str, Any] = {}
+        namespace: dict[str, Any] = {"P": _parse_aware}
         exec(compile("\n".join(lines), "<bridge.core id fix-up>", "exec"), namespace)  # our own generated code
         fn: Callable[[Any], None] = namespace[root]
         return fn
@@ -595,6 +616,16 @@ def _put(tree: Any, path: PathT, value: Any) -> None:
 
 
 _json_decode = msgspec.json.Decoder().decode
+
+
+def _loads(raw: bytes, root: str, bad_reason: str) -> Any:
+    """Untyped decode of a part; a number out of range (``1e999``) is the part's fault."""
+    try:
+        return _json_decode(raw)
+    except msgspec.ValidationError as exc:
+        raise Rejected(bad_reason, f"{root}: {exc}".replace("`$", f"`{root}")) from None
+    except msgspec.DecodeError as exc:
+        raise Rejected(R_INVALID_JSON, f"{root}: {exc}") from None
 _encode = msgspec.json.Encoder()
 #: Published values: Structs in their field order, dict keys sorted, so the bytes of an event
 #: do not depend on the JSON key order or whitespace it arrived with (the dedupe key hashes them).
@@ -618,13 +649,12 @@ class _Decoded:
 class _TypedDecoder:
     """Decodes one Struct type: fast strict path, then the lenient path if allowed."""
 
-    __slots__ = (
-        "_info", "_lenient", "_plan", "_type", "depth", "fast_decode", "fast_normalize", "twin", "twin_decode",
-        "twin_fix",
-    )  # fmt: skip
+    __slots__ = ("_info", "_lenient", "_plan", "_type", "depth", "fast_decode", "fast_normalize", "tiers")
 
-    def __init__(self, typ: type, plans: dict[type, _Plan], lenient: bool, twins: _Twins | None = None) -> None:
-        """``twins``: also build the integer-id twin (lenient mode, Canvas format)."""
+    def __init__(
+        self, typ: type, plans: dict[type, _Plan], lenient: bool, twins: Sequence[_Twins] = ()
+    ) -> None:
+        """``twins``: also build these lenient twins (lenient mode only), tried in this order."""
         self._type = typ
         self.fast_decode: Callable[[bytes], Any] = msgspec.json.Decoder(typ).decode
         info = msgspec.inspect.type_info(typ)
@@ -634,12 +664,23 @@ class _TypedDecoder:
         self.fast_normalize = _compile_normalizer(self._plan)
         self.depth = _static_depth(info)
         self._lenient = lenient
-        self.twin = twins.twin(typ) if twins is not None and lenient else None
-        self.twin_decode: Callable[[bytes], Any] | None = None
-        self.twin_fix: Callable[[Any], None] | None = None
-        if self.twin is not None and twins is not None:
-            self.twin_decode = msgspec.json.Decoder(self.twin).decode
-            self.twin_fix = twins.fixer(self.twin)
+        #: (twin type, its decode, its fix-up) for each twin that differs from the Struct.
+        self.tiers: list[tuple[type, Callable[[bytes], Any], Callable[[Any], None]]] = []
+        for maker in twins if lenient else ():
+            twin = maker.twin(typ)
+            if twin is not None:
+                self.tiers.append((twin, msgspec.json.Decoder(twin).decode, maker.fixer(twin)))
+
+    def lenient_fast_decode(self, raw: bytes) -> Any:
+        """The fast path's second chance: the first twin that decodes ``raw``, fixed up."""
+        for _, decode, fix in self.tiers:
+            try:
+                obj = decode(raw)
+            except msgspec.ValidationError:
+                continue
+            fix(obj)
+            return obj
+        raise _Slow
 
     def decode_strict(self, raw: bytes, root: str, state: _NormalizeState) -> _Decoded:
         obj = self.fast_decode(raw)
@@ -657,7 +698,7 @@ class _TypedDecoder:
             raise Rejected(R_INVALID_JSON, f"{root}: {exc}") from None
 
     def _decode_lenient(self, raw: bytes, root: str, state: _NormalizeState, bad_reason: str) -> _Decoded:
-        data: Any = _json_decode(raw)
+        data: Any = _loads(raw, root, bad_reason)
         if not isinstance(data, dict):
             raise Rejected(bad_reason, f"{root} is not a JSON object")
         acc = _Lenience()
@@ -692,10 +733,10 @@ def _snake(name: str) -> str:
     return _CAMEL_BOUNDARY.sub("_", name).lower()
 
 
-def _dedupe_key(*parts: bytes) -> str:
-    """sha256 over the parts' lengths, then the parts: 32 hex characters (128 bits)."""
-    lengths = ",".join([str(len(p)) for p in parts]).encode()
-    return hashlib.sha256(b"".join((lengths, b";", *parts))).hexdigest()[:32]
+def _caliper_key(event_id: bytes, name: bytes, object_id: bytes) -> str:
+    """sha256 over the parts' lengths, then the parts (``"caliper"``, id, name, object id): 32 hex."""
+    data = b"7,%d,%d,%d;caliper%s%s%s" % (len(event_id), len(name), len(object_id), event_id, name, object_id)
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 class _Envelope(msgspec.Struct):
@@ -746,7 +787,7 @@ class Core:
         self._assume_utc = decode.naive_timestamps == "assume_utc"
         self._lenient = lenient = decode.mode == "lenient"
         plans: dict[type, _Plan] = {}
-        twins = _Twins()
+        twins = (_Twins(times=False), _Twins(times=True))  # integer ids, then also Ruby-form times
         self._metadata = _TypedDecoder(CanvasMetadata, plans, lenient, twins)
         self._bodies = {name: _TypedDecoder(t, plans, lenient, twins) for name, t in CANVAS_EVENTS.items()}
         self._caliper = {name: _TypedDecoder(t, plans, lenient) for name, t in CALIPER_EVENTS.items()}
@@ -754,13 +795,13 @@ class Core:
         self._head = msgspec.json.Decoder(CaliperEventHead).decode
         self._top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
         self._canvas_in = msgspec.json.Decoder(_CanvasIn).decode
-        self._canvas_in_twin: Callable[[bytes], Any] | None = None
-        if self._metadata.twin is not None:
-            twin_in = msgspec.defstruct("_CanvasInIntIds", [
-                ("metadata", self._metadata.twin),
+        self._canvas_in_tiers: list[tuple[Callable[[bytes], Any], Callable[[Any], None]]] = []
+        for twin, _, fix in self._metadata.tiers:
+            twin_in = msgspec.defstruct(f"_CanvasIn{twin.__name__}", [
+                ("metadata", twin),
                 ("body", msgspec.Raw, msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))),
             ], forbid_unknown_fields=True)  # fmt: skip
-            self._canvas_in_twin = msgspec.json.Decoder(twin_in).decode
+            self._canvas_in_tiers.append((msgspec.json.Decoder(twin_in).decode, fix))
         self._fast_metadata = self._metadata.fast_normalize
         self._caliper_in = msgspec.json.Decoder(_CaliperIn).decode
         meta_depth = self._metadata.depth
@@ -842,14 +883,16 @@ class Core:
         # handles, with the same result for what both could take. (A value longer than
         # limits.max_string_length may hold a too long string: the general path checks it.)
         if self._fast_paths and len(value) <= self.limits.max_string_length:
-            if b'"metadata"' in value:
-                fast = self._canvas_fast(value, source)
-                if fast is not None:
-                    return [fast]
-            elif b'"sensor"' in value:
+            # Which format: a look at the start first (a full scan for "metadata" costs ~1 us
+            # on a 2 kB Caliper envelope); the envelope keys usually come first.
+            if b'"sensor"' in value[:128] or (b'"metadata"' not in value and b'"sensor"' in value):
                 many = self._caliper_fast(value, source)
                 if many is not None:
                     return many
+            else:
+                fast = self._canvas_fast(value, source)
+                if fast is not None:
+                    return [fast]
         self._check_shape(value)
         try:
             top = self._top(value)
@@ -879,11 +922,8 @@ class Core:
         try:
             try:
                 env = self._canvas_in(value)
-            except msgspec.ValidationError:  # integer ids? (anything else fails again: general path)
-                if self._canvas_in_twin is None or self._metadata.twin_fix is None:
-                    return None
-                env = self._canvas_in_twin(value)
-                self._metadata.twin_fix(env.metadata)
+            except msgspec.ValidationError:  # integer ids, Ruby times? (else: the general path)
+                env = self._canvas_in_lenient(value)
             m = env.metadata
             event_name = m.event_name
             decoder = self._bodies.get(event_name)
@@ -896,10 +936,7 @@ class Core:
             try:
                 body = decoder.fast_decode(env.body)
             except msgspec.ValidationError:
-                if decoder.twin_decode is None or decoder.twin_fix is None:
-                    return None
-                body = decoder.twin_decode(env.body)
-                decoder.twin_fix(body)
+                body = decoder.lenient_fast_decode(env.body)
             event_time = m.event_time
             event_ms = (event_time - _EPOCH) // _MS  # TypeError when naive
             if event_ms < 0:
@@ -910,6 +947,16 @@ class Core:
             return None
         event_text: Any = m.event_time  # normalized: its UTC text, as the JSON string
         return self._canvas_publish(source, topic, m, body, event_name, event_text, event_ms, False)
+
+    def _canvas_in_lenient(self, value: bytes) -> Any:
+        for decode, fix in self._canvas_in_tiers:
+            try:
+                env = decode(value)
+            except msgspec.ValidationError:
+                continue
+            fix(env.metadata)
+            return env
+        raise _Slow
 
     def _canvas(self, top: dict[str, msgspec.Raw], source: Source) -> Publish:
         env = _Envelope(top["metadata"], top.get("body", _NULL))  # the value is parsed once
@@ -923,7 +970,7 @@ class Core:
         decoder = self._bodies.get(event_name)
         topic = self._canvas_topic(event_name, known=decoder is not None)
         if decoder is None:
-            tree = _json_decode(env.body)
+            tree = _loads(env.body, "body", R_INVALID_BODY)
             if not isinstance(tree, dict):
                 raise Rejected(R_INVALID_BODY, f"body of {event_name!r} is not a JSON object")
             body = _Decoded(None, tree)
@@ -1060,7 +1107,7 @@ class Core:
             if name is None or decoder is None:
                 generic = True
                 name = f"{_snake(head.type)}_{_snake(head.action)}" if head.action else _snake(head.type)
-                tree = _json_decode(raw)
+                tree = _loads(raw, root, R_INVALID_CALIPER)
                 event_time = _parse_required_time(tree.get("eventTime"), f"{root}.eventTime", state)
                 event_text, event_ms = _text_and_ms(event_time, f"{root}.eventTime")
                 part = _Decoded(tree, tree)
@@ -1093,7 +1140,7 @@ class Core:
     ) -> Publish:
         obj = head.object
         object_id = obj if isinstance(obj, str) else (obj.id if obj is not None else None)
-        key = _dedupe_key(b"caliper", (head.id or "").encode(), name.encode(), (object_id or "").encode())
+        key = _caliper_key((head.id or "").encode(), name.encode(), (object_id or "").encode())
         value = _record_encode(
             CaliperRecord(key, name, event_text, event_ms, "caliper", env.sensor, send_time, env.data_version,
                           out, generic)

@@ -423,6 +423,20 @@ def test_a_required_body_field_missing_is_dead_lettered() -> None:
     assert_dead_letter(encode(with_body(STRICT_EXAMPLE, account_notification_id=_DROP)), "invalid_body")
 
 
+def test_a_number_out_of_range_is_the_part_s_fault_not_an_internal_error() -> None:
+    """``1e999`` is valid JSON but no float: found by the fuzz tests (it was an internal_error)."""
+    line = next(v for v in CANVAS_LINES if b'"course_grade_change"' in v)
+    assert b'"old_final_score":9.72' in line
+    d = assert_dead_letter(line.replace(b'"old_final_score":9.72', b'"old_final_score":9.1e99972'), "invalid_body")
+    assert "body" in d.detail and "out of range" in d.detail
+    generic = encode(with_metadata(with_body(STRICT_EXAMPLE, x="@@"), event_name="brand_new_event"))
+    assert b'"@@"' in generic
+    assert_dead_letter(generic.replace(b'"@@"', b"1e999"), "invalid_body")
+    caliper = next(v for v in CALIPER_LINES if b'"NavigationEvent"' in v)
+    assert_dead_letter(caliper.replace(b'"type":"NavigationEvent"', b'"type":"NavigationEvent","n":-1e999'),
+                       "invalid_caliper_event")  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------
 # Unknown and unusable event names
 # ---------------------------------------------------------------------------------------------
