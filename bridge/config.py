@@ -53,6 +53,8 @@ class KafkaSettings(_Section):
     max_poll_interval_ms: Positive = 300000
     fetch_max_bytes: Positive = 16777216
     max_partition_fetch_bytes: Positive = 1048576
+    fetch_min_bytes: Positive = 65536
+    fetch_max_wait_ms: NonNegative = 10
 
 
 class TopicsSettings(_Section):

@@ -77,6 +77,10 @@ def make_consumer(config: Config) -> AIOKafkaConsumer:
         fetch_max_bytes=k.fetch_max_bytes,
         metadata_max_age_ms=15000,  # notice a raw topic created (or grown) after start-up
         max_partition_fetch_bytes=k.max_partition_fetch_bytes,
+        # The broker answers a fetch once this much is there, or after the wait: fewer, fuller
+        # fetches (and so fewer, fuller produce requests downstream) for at most the wait.
+        fetch_min_bytes=k.fetch_min_bytes,
+        fetch_max_wait_ms=k.fetch_max_wait_ms,
         **security_kwargs(config),
     )
 
