@@ -545,6 +545,41 @@ def bridge_topics(prefix: str, shape: MixShape, partitions: int) -> dict[str, in
     return topics
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the bridge's core workers), from /proc/*/stat."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        found += kids
+        frontier += kids
+    return found
+
+
+def read_tree_rss_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in kB summed over ``pid`` and its descendants (a bridge with core workers
+    is several processes; the sum of the high-water marks bounds their peak together)."""
+    rss = hwm = 0
+    for p in [pid, *descendants(pid)]:
+        r, h = read_rss_kb(p)
+        rss, hwm = rss + r, hwm + h
+    return rss, hwm
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants."""
+    return sum(proc_cpu_s(p) for p in [pid, *descendants(pid)])
+
+
 def read_rss_kb(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) in kB from /proc/<pid>/status; (0, 0) when unavailable."""
     rss = hwm = 0
@@ -613,7 +648,8 @@ async def wait_drained(bootstrap: str, group: str, ends: dict[TopicPartition, in
                        limit_s: float) -> Drain:
     """Poll the group's committed offsets every 100 ms until they equal ``ends``.
 
-    Also samples the child's VmRSS / VmHWM every 0.5 s. Timed from the child's spawn.
+    Also samples the VmRSS / VmHWM of the child and its descendants (core workers) every 0.5 s.
+    Timed from the child's spawn.
     """
     admin = await new_admin(bootstrap)
     host0, broker0 = host_cpu(), broker_cpu_s()
@@ -628,7 +664,7 @@ async def wait_drained(bootstrap: str, group: str, ends: dict[TopicPartition, in
             if child.proc.poll() is not None:
                 raise BenchError(f"{child.name} exited with {child.proc.returncode} before draining:\n{child.tail()}")
             if now >= next_rss:
-                r, h = read_rss_kb(child.proc.pid)
+                r, h = read_tree_rss_kb(child.proc.pid)
                 rss_max, hwm, samples = max(rss_max, r), max(hwm, h), samples + 1
                 next_rss = now + RSS_SAMPLE_S
             try:
@@ -644,10 +680,10 @@ async def wait_drained(bootstrap: str, group: str, ends: dict[TopicPartition, in
                 first, at_first = time.perf_counter() - child.spawned, done
             if done >= total:
                 seconds = time.perf_counter() - child.spawned
-                r, h = read_rss_kb(child.proc.pid)
+                r, h = read_tree_rss_kb(child.proc.pid)
                 broker1 = broker_cpu_s()
                 return Drain(seconds, first, at_first, max(rss_max, r), max(hwm, h), samples + 1,
-                             cpu_s=proc_cpu_s(child.proc.pid), host_busy_pct=host_busy_pct(host0, host_cpu()),
+                             cpu_s=tree_cpu_s(child.proc.pid), host_busy_pct=host_busy_pct(host0, host_cpu()),
                              broker_cpu_s=broker1 - broker0 if broker1 and broker0 is not None else None)
             if now - child.spawned > limit_s:
                 raise BenchError(f"{child.name} did not drain {total} events within {limit_s:.0f}s "
@@ -1145,7 +1181,7 @@ async def phase_latency(ctx: Ctx) -> None:
         warm_s = time.perf_counter() - t_warm
         say(f"latency: bridge ready in {ready_s:.1f} s, warmed up in {warm_s:.1f} s; "
             f"offering {args.rate:g} events/s for {LATENCY_SECONDS:g} s")
-        cpu0, host0, t0 = proc_cpu_s(bridge.proc.pid), host_cpu(), time.perf_counter()
+        cpu0, host0, t0 = tree_cpu_s(bridge.proc.pid), host_cpu(), time.perf_counter()
         cons0, broker0, self0 = proc_cpu_s(consumer.proc.pid), broker_cpu_s(), proc_cpu_s(os.getpid())
         prod = await paced_produce(ctx.bootstrap, raw, ctx.templates, args.rate, LATENCY_SECONDS)
         t_sent = time.perf_counter()
@@ -1153,7 +1189,7 @@ async def phase_latency(ctx: Ctx) -> None:
         await wait_drained(ctx.bootstrap, group, ends, bridge,
                            limit_s=bridge_uptime(bridge) + max(120.0, prod["sent"] / 500))
         t_done = time.perf_counter()
-        cpu1, host1 = proc_cpu_s(bridge.proc.pid), host_cpu()
+        cpu1, host1 = tree_cpu_s(bridge.proc.pid), host_cpu()
         cons1, broker1, self1 = proc_cpu_s(consumer.proc.pid), broker_cpu_s(), proc_cpu_s(os.getpid())
         await asyncio.sleep(1.5)  # the consumer's last fetch
         stop_child(consumer)

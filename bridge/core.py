@@ -69,8 +69,9 @@ class Source(msgspec.Struct, frozen=True, gc=False):
     key: bytes | None = None
 
 
-class Publish(msgspec.Struct, frozen=True, gc=False):
-    """A typed record for a typed topic (a frozen Struct: much cheaper to build than a dataclass)."""
+class Publish(msgspec.Struct, frozen=True, gc=False, tag=True):
+    """A typed record for a typed topic (a frozen Struct: much cheaper to build than a dataclass;
+    tagged, so that core worker processes can send outputs back as msgpack)."""
 
     topic: str
     key: bytes | None
@@ -86,8 +87,7 @@ class Publish(msgspec.Struct, frozen=True, gc=False):
     declared_event_name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(msgspec.Struct, frozen=True, gc=False, tag=True):
     """The original bytes, unchanged, with why they could not be published typed."""
 
     topic: str
