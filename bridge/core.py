@@ -733,6 +733,14 @@ def _snake(name: str) -> str:
     return _CAMEL_BOUNDARY.sub("_", name).lower()
 
 
+def _key_sets(cls: type) -> tuple[frozenset[str], frozenset[str] | None]:
+    """The JSON keys a Struct requires, and those it allows (None: it ignores unknown keys)."""
+    fields = msgspec.structs.fields(cls)
+    required = frozenset(f.encode_name for f in fields if f.required)
+    forbid = cls.__struct_config__.forbid_unknown_fields  # type: ignore[attr-defined]
+    return required, frozenset(f.encode_name for f in fields) if forbid else None
+
+
 def _caliper_key(event_id: bytes, name: bytes, object_id: bytes) -> str:
     """sha256 over the parts' lengths, then the parts (``"caliper"``, id, name, object id): 32 hex."""
     data = b"7,%d,%d,%d;caliper%s%s%s" % (len(event_id), len(name), len(object_id), event_id, name, object_id)
@@ -793,6 +801,8 @@ class Core:
         self._caliper = {name: _TypedDecoder(t, plans, lenient) for name, t in CALIPER_EVENTS.items()}
         self._caliper_envelope = _TypedDecoder(CaliperEnvelope, plans, lenient)
         self._head = msgspec.json.Decoder(CaliperEventHead).decode
+        self._keys_of = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+        self._body_keys = {name: _key_sets(t) for name, t in CANVAS_EVENTS.items()}
         self._top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
         self._canvas_in = msgspec.json.Decoder(_CanvasIn).decode
         self._canvas_in_tiers: list[tuple[Callable[[bytes], Any], Callable[[Any], None]]] = []
@@ -1040,9 +1050,15 @@ class Core:
         unambiguous, strict match (no unknown field, no coercion) is taken; anything else stays
         a dead letter.
         """
+        try:
+            keys = self._keys_of(body).keys()
+        except msgspec.MsgspecError:
+            return None  # not an object: it fits no body
         matches = []
         for name, decoder in self._bodies.items():
-            if name == declared:
+            required, allowed = self._body_keys[name]
+            # Cheap necessary conditions first: every required field present, none unknown.
+            if name == declared or not required <= keys or (allowed is not None and not keys <= allowed):
                 continue
             try:
                 matches.append((name, decoder.decode_strict(body, "body", state)))
