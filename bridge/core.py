@@ -69,9 +69,8 @@ class Source(msgspec.Struct, frozen=True, gc=False):
     key: bytes | None = None
 
 
-class Publish(msgspec.Struct, frozen=True, gc=False, tag=True):
-    """A typed record for a typed topic (a frozen Struct: much cheaper to build than a dataclass;
-    tagged, so that core worker processes can send outputs back as msgpack)."""
+class Publish(msgspec.Struct, frozen=True, gc=False):
+    """A typed record for a typed topic (a frozen Struct: much cheaper to build than a dataclass)."""
 
     topic: str
     key: bytes | None
@@ -87,7 +86,7 @@ class Publish(msgspec.Struct, frozen=True, gc=False, tag=True):
     declared_event_name: str | None = None
 
 
-class DeadLetter(msgspec.Struct, frozen=True, gc=False, tag=True):
+class DeadLetter(msgspec.Struct, frozen=True, gc=False):
     """The original bytes, unchanged, with why they could not be published typed."""
 
     topic: str
@@ -148,7 +147,7 @@ class CanvasRecord(msgspec.Struct, gc=False):
     """The value published for a Canvas-format event, without its ``dedupe_key``.
 
     Its canonical encoding is what the dedupe key hashes; the published value is that
-    encoding with ``"dedupe_key"`` inserted first (see ``_canvas_value``). ``metadata`` and
+    encoding with ``"dedupe_key"`` inserted first (see ``Core._canvas_publish``). ``metadata`` and
     ``body`` hold the normalized Structs (or, for a generic body or carried unknown fields,
     plain JSON values), so the whole value is encoded in one call.
     """
@@ -391,7 +390,7 @@ def _compile_normalizer(root: _Plan) -> Callable[[Any], None]:
 
 
 # ---------------------------------------------------------------------------
-# Integer ids at C speed: a twin of a Struct whose id fields also accept JSON integers.
+# Lenient twins: integer ids and Ruby-form timestamps at the speed of a typed decode.
 # ---------------------------------------------------------------------------
 
 
@@ -626,6 +625,8 @@ def _loads(raw: bytes, root: str, bad_reason: str) -> Any:
         raise Rejected(bad_reason, f"{root}: {exc}".replace("`$", f"`{root}")) from None
     except msgspec.DecodeError as exc:
         raise Rejected(R_INVALID_JSON, f"{root}: {exc}") from None
+
+
 _encode = msgspec.json.Encoder()
 #: Published values: Structs in their field order, dict keys sorted, so the bytes of an event
 #: do not depend on the JSON key order or whitespace it arrived with (the dedupe key hashes them).
@@ -801,7 +802,6 @@ class Core:
         self._caliper = {name: _TypedDecoder(t, plans, lenient) for name, t in CALIPER_EVENTS.items()}
         self._caliper_envelope = _TypedDecoder(CaliperEnvelope, plans, lenient)
         self._head = msgspec.json.Decoder(CaliperEventHead).decode
-        self._keys_of = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
         self._body_keys = {name: _key_sets(t) for name, t in CANVAS_EVENTS.items()}
         self._top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
         self._canvas_in = msgspec.json.Decoder(_CanvasIn).decode
@@ -878,10 +878,8 @@ class Core:
                         f" > limits.max_string_length={limits.max_string_length}",
                     )
 
-    def _depth_ok(self, value: bytes, bound: int | None) -> bool:
-        """For the fast path: within ``limits.max_depth`` by the types' bound, or by a scan."""
-        if bound is not None and bound <= self.limits.max_depth:
-            return True
+    def _depth_ok(self, value: bytes) -> bool:
+        """For the fast path, when the Structs do not bound the depth: within ``limits.max_depth``?"""
         return value.count(b"{") + value.count(b"[") <= self.limits.max_depth or (
             _max_depth(value) <= self.limits.max_depth
         )
@@ -940,8 +938,7 @@ class Core:
             topic = self._canvas_topics.get(event_name)
             if decoder is None or topic is None:
                 return None
-            bound = self._canvas_depth.get(event_name)
-            if bound is None and not self._depth_ok(value, None):
+            if event_name not in self._canvas_depth and not self._depth_ok(value):
                 return None
             try:
                 body = decoder.fast_decode(env.body)
@@ -1051,7 +1048,7 @@ class Core:
         a dead letter.
         """
         try:
-            keys = self._keys_of(body).keys()
+            keys = self._top(body).keys()
         except msgspec.MsgspecError:
             return None  # not an object: it fits no body
         matches = []
@@ -1087,7 +1084,7 @@ class Core:
                 if decoder is None or topic is None or name is None:
                     return None
                 if (decoder.depth is None or decoder.depth + 2 > self.limits.max_depth) and not scanned:
-                    if not self._depth_ok(value, None):
+                    if not self._depth_ok(value):
                         return None
                     scanned = True
                 event = decoder.fast_decode(raw)
