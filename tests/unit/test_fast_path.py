@@ -133,3 +133,26 @@ def test_an_unknown_top_level_field_goes_the_general_way_with_the_same_result() 
     value = line[:-1] + b',"extra":{"a":[1,2,3]}}'
     assert not _fast_taken(make_core(), value)
     assert _both(value)
+
+
+def test_the_ferpa_policy_gives_the_same_records_on_both_paths() -> None:
+    """PII redaction runs after the key, on whatever path produced the value."""
+    import tomllib
+    from pathlib import Path
+
+    from bridge.config import load_config
+    from bridge.pii import PiiPolicy, PiiSettings
+
+    with open(Path(__file__).resolve().parents[2] / "config" / "ferpa.toml", "rb") as fh:
+        settings = msgspec.convert(tomllib.load(fh)["pii"], PiiSettings)
+    policy = PiiPolicy(msgspec.structs.replace(settings, secret="0123456789abcdef-test"))
+    assert policy.active
+    cfg = load_config(env={})
+    fast = Core(cfg.topics, cfg.decode, cfg.limits, policy)
+    general = Core(cfg.topics, cfg.decode, cfg.limits, policy, fast_paths=False)
+    for line in CANVAS_LINES + CALIPER_LINES:
+        records = _both(line, fast, general)
+        plain = _both(line)
+        assert [r.dedupe_key for r in records] == [r.dedupe_key for r in plain]
+    assert any(r.value != p.value for line in CANVAS_LINES for r, p in zip(_both(line, fast, general), _both(line),
+                                                                         strict=True))  # fmt: skip
