@@ -403,14 +403,6 @@ def _id_like(encode_name: str) -> bool:
 _TIME_TEXT = msgspec.Meta(extra={"bridge_time_text": True})
 
 
-def _parse_aware(text: str) -> datetime:
-    """A twin's timestamp text, in any form Canvas sends; naive or malformed: the general path."""
-    value = parse_lenient(text)
-    if value.tzinfo is None:
-        raise _Slow
-    return value
-
-
 class _Twins:
     """Builds, once per Struct type, lenient twins of the Struct, and their fix-ups.
 
@@ -420,7 +412,7 @@ class _Twins:
     slower than a typed decode. A twin decodes such a value in one msgspec call: its id fields
     are ``str | int`` and, with ``times``, its timestamp fields are text. The generated fix-up
     then turns every integer id into its decimal string and parses every timestamp text the
-    way the general path does (``parse_lenient``), in place. A twin has the same fields,
+    way the general lenient path does (``parse_lenient``), in place. A twin has the same fields,
     names, order and defaults, so it encodes exactly like the Struct. Anything else the
     Struct rejects, the twin rejects too (general path).
     """
@@ -538,7 +530,9 @@ class _Twins:
             return name
 
         root = emit(twin)
-        namespace: dict[str, Any] = {"P": _parse_aware}
+        # parse_lenient as the general path parses: a malformed text raises (the caller then
+        # takes the general path); a naive one stays naive for the normalizer to judge.
+        namespace: dict[str, Any] = {"P": parse_lenient}
         exec(compile("\n".join(lines), "<bridge.core id fix-up>", "exec"), namespace)  # our own generated code
         fn: Callable[[Any], None] = namespace[root]
         return fn
@@ -688,12 +682,27 @@ class _TypedDecoder:
         _normalize(obj, self._plan, root, state)
         return _Decoded(obj, obj)
 
+    def decode_twin(self, raw: bytes, root: str, state: _NormalizeState) -> _Decoded:
+        """Through a lenient twin (integer ids, other timestamp forms); no unknown field.
+
+        Raises ``_Slow``, ``TimestampError`` or a msgspec error when no twin takes ``raw``,
+        ``Rejected`` when one does but a timestamp is not acceptable (naive, out of range).
+        """
+        obj = self.lenient_fast_decode(raw)
+        _normalize(obj, self._plan, root, state)
+        return _Decoded(obj, obj)
+
     def decode(self, raw: bytes, root: str, state: _NormalizeState, bad_reason: str) -> _Decoded:
         try:
             return self.decode_strict(raw, root, state)
         except msgspec.ValidationError as exc:
             if not self._lenient:
                 raise Rejected(bad_reason, f"{root}: {exc}") from None
+            if self.tiers:
+                try:
+                    return self.decode_twin(raw, root, state)
+                except (_Slow, TimestampError, msgspec.MsgspecError):
+                    pass  # unknown fields, malformed timestamps...: the full lenient decode
             return self._decode_lenient(raw, root, state, bad_reason)
         except msgspec.DecodeError as exc:
             raise Rejected(R_INVALID_JSON, f"{root}: {exc}") from None
@@ -800,7 +809,8 @@ class Core:
         self._metadata = _TypedDecoder(CanvasMetadata, plans, lenient, twins)
         self._bodies = {name: _TypedDecoder(t, plans, lenient, twins) for name, t in CANVAS_EVENTS.items()}
         self._caliper = {name: _TypedDecoder(t, plans, lenient) for name, t in CALIPER_EVENTS.items()}
-        self._caliper_envelope = _TypedDecoder(CaliperEnvelope, plans, lenient)
+        # The envelope's twin reads sendTime in the other forms too (its data stays raw).
+        self._caliper_envelope = _TypedDecoder(CaliperEnvelope, plans, lenient, (_Twins(times=True),))
         self._head = msgspec.json.Decoder(CaliperEventHead).decode
         self._body_keys = {name: _key_sets(t) for name, t in CANVAS_EVENTS.items()}
         self._top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
@@ -1041,11 +1051,11 @@ class Core:
         )
 
     def _misfiled(self, body: bytes, declared: str, state: _NormalizeState) -> tuple[str, _Decoded] | None:
-        """A body that fits exactly one *other* event type, strictly, was misfiled upstream.
+        """A body that fits exactly one *other* event type was misfiled upstream.
 
         Canvas's own catalog has one: a ``grade_override`` body sent as ``grade_change``. Only an
-        unambiguous, strict match (no unknown field, no coercion) is taken; anything else stays
-        a dead letter.
+        unambiguous match with no unknown field is taken (integer ids and the accepted timestamp
+        forms are fine, as for any body); anything else stays a dead letter.
         """
         try:
             keys = self._top(body).keys()
@@ -1060,7 +1070,10 @@ class Core:
             try:
                 matches.append((name, decoder.decode_strict(body, "body", state)))
             except (Rejected, msgspec.MsgspecError):
-                continue
+                try:  # integer ids and the other timestamp forms are fine; unknown fields are not
+                    matches.append((name, decoder.decode_twin(body, "body", state)))
+                except (Rejected, msgspec.MsgspecError, _Slow, TimestampError):
+                    continue
             if len(matches) > 1:
                 return None
         return matches[0] if matches else None

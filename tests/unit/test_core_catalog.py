@@ -274,13 +274,6 @@ def test_record_key_modes() -> None:
     assert by_source.key == SOURCE.key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug (minor): the Caliper envelope is decoded strict-only (lenient=False), so a "
-    "sendTime in the Ruby form the core accepts elsewhere (2019-11-16 02:08:46.287 +0000) "
-    "dead-letters the whole envelope (invalid_caliper_event), while the same form in eventTime "
-    "is published",
-)
 def test_caliper_send_time_in_ruby_form_is_accepted_like_event_time() -> None:
     tree = _caliper(1)
     tree["data"][0]["eventTime"] = "2019-11-04 06:46:31.249 -0800"

@@ -12,7 +12,6 @@ import random
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,8 +36,7 @@ from tests.unit._helpers import (
 
 EXAMPLES = canvas_examples()
 BASELINE: list[Publish] = [only_publish(run(line)) for line in CANVAS_LINES]
-# The catalog's grade_override body filed as grade_change: it is only rescued by a strict match,
-# so its timestamps must stay in a form the strict decoder reads (see the xfail below).
+# The catalog's grade_override body filed as grade_change (rescued onto grade_override).
 MISFILED = next(i for i, p in enumerate(BASELINE) if p.declared_event_name is not None)
 
 HSETTINGS = settings(
@@ -78,7 +76,7 @@ def _instants(p: Publish) -> dict[str, str]:
 def retimed(draw: st.DrawFn, index: int) -> dict[str, Any]:
     """The example with every timestamp of metadata and body at an independently drawn offset."""
     example = EXAMPLES[index]
-    styles = ["iso", "iso_nocolon"] if index == MISFILED else STYLES
+    styles = STYLES
     choices = {
         path: (draw(st.sampled_from(OFFSETS), label=path), draw(st.sampled_from(styles)))
         for path in _timestamp_paths(example)
@@ -173,7 +171,7 @@ def test_every_offset_form_of_one_instant_gives_one_key() -> None:
     """Deterministic sweep: all catalog examples, each offset applied to all timestamps at once."""
     for index, example in enumerate(EXAMPLES):
         paths = set(_timestamp_paths(example))
-        styles = ["iso", "iso_nocolon"] if index == MISFILED else STYLES
+        styles = STYLES
         for minutes in (330, -360, 0):
             for style in styles:
                 variant = map_leaves(
@@ -288,14 +286,10 @@ def test_changing_metadata_changes_the_key() -> None:
 
 
 def test_integer_and_string_ids_give_one_key() -> None:
-    """Lenient mode publishes an integer id as a string: the two spellings are one event.
-
-    (Not for the misfiled grade_override body: its rescue takes a strict match only, by design.)
-    """
+    """Lenient mode publishes an integer id as a string: the two spellings are one event
+    (the misfiled grade_override body included: its rescue reads integer ids too)."""
     compared = 0
     for index, example in enumerate(EXAMPLES):
-        if index == MISFILED:
-            continue
         as_text = map_leaves(
             example, lambda p, v: str(v) if isinstance(v, int) and not isinstance(v, bool) and p.endswith("id") else v
         )
@@ -340,17 +334,6 @@ def test_caliper_catalog_examples_that_reuse_an_id_do_not_share_a_key() -> None:
         assert len(keys) == len(group), group
 
 
-# ---------------------------------------------------------------------------------------------
-# Core bugs (xfail strict: they pass once the core is fixed)
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: the misfiled-body rescue (_misfiled) only tries msgspec's strict datetime "
-    "parse, so the catalog's grade_override-as-grade_change body is dead-lettered (invalid_body) "
-    "when its updated_at is written in Ruby form (2019-11-14 23:46:18.697 -0800), the same instant",
-)
 def test_misfiled_body_is_rescued_whatever_the_timestamp_form() -> None:
     example = EXAMPLES[MISFILED]
     variant = map_leaves(
