@@ -54,15 +54,25 @@ class ReadyzPoller:
 
         def poll() -> None:
             while not self._stop.is_set():
-                self.seen.append((time.monotonic(), bridge.get("/readyz", timeout=1.0)[0]))
+                asked = time.monotonic()
+                status = bridge.get("/readyz", timeout=1.0)[0]
+                self.seen.append((asked, status))
                 self._stop.wait(0.2)
 
         self._thread = threading.Thread(target=poll, name="readyz-poller", daemon=True)
         self._thread.start()
 
     def first(self, status: int, since: float) -> float:
-        """When ``status`` was first seen at or after ``since``."""
-        return next(t for t, s in list(self.seen) if t >= since and s == status)
+        """When ``status`` was first seen at or after ``since`` (a request is timed when it was sent).
+
+        A request sent just before ``since`` may already get the new answer (``since`` is taken
+        after the broker was stopped or restarted, and a request takes up to 1 s): that counts
+        as ``since`` itself.
+        """
+        for t, s in list(self.seen):
+            if s == status and t >= since - 1.5:
+                return max(t, since)
+        raise AssertionError(f"/readyz never answered {status} after {since:.1f}: {self.seen[-10:]}")
 
     def last(self) -> int:
         return self.seen[-1][1] if self.seen else 0
