@@ -825,11 +825,12 @@ class Core:
         self._fast_metadata = self._metadata.fast_normalize
         self._caliper_in = msgspec.json.Decoder(_CaliperIn).decode
         meta_depth = self._metadata.depth
-        self._canvas_depth = {  # event name -> a bound of a Canvas value's depth, if low enough
-            name: 1 + max(meta_depth, d.depth)
+        # Event names whose Structs bound a Canvas value's depth within limits.max_depth.
+        self._depth_bounded = frozenset(
+            name
             for name, d in self._bodies.items()
             if meta_depth is not None and d.depth is not None and 1 + max(meta_depth, d.depth) <= limits.max_depth
-        }
+        )
         self._header_memo: dict[tuple[str, str], tuple[tuple[str, bytes], tuple[str, bytes]]] = {}
         self._canvas_topics: dict[str, str] = {}
         self._caliper_topics: dict[str, str] = {}
@@ -948,7 +949,7 @@ class Core:
             topic = self._canvas_topics.get(event_name)
             if decoder is None or topic is None:
                 return None
-            if event_name not in self._canvas_depth and not self._depth_ok(value):
+            if event_name not in self._depth_bounded and not self._depth_ok(value):
                 return None
             try:
                 body = decoder.fast_decode(env.body)
