@@ -7,12 +7,20 @@ No I/O, no clock (the caller passes ``now_ms``), no globals that change. The ser
 offline ``transform`` command run this same code. Nothing here raises on input: whatever the
 bytes, ``Core.process`` returns either typed records or exactly one dead letter.
 
-Decoding has a fast path and a lenient path. The fast path decodes with the event's Struct,
-whose ``forbid_unknown_fields`` makes it fail on anything unexpected. Only then the lenient
-path runs (``decode.mode = "lenient"``, the default): it carries unknown fields through to the
-output, coerces integer ids to strings, parses the other timestamp forms Canvas sends, and
-carries a malformed secondary timestamp as it came, flagged in the ``malformed_fields``
-header. In ``strict`` mode any of these dead-letters the event instead.
+Decoding is tried in this order, each step only when the one before fails:
+
+1. the Struct itself, whose ``forbid_unknown_fields`` makes it fail on anything unexpected
+   (``Core._canvas_fast`` / ``_caliper_fast``: the fewest msgspec calls, generated
+   normalizers, one encode per record);
+2. lenient *twins* of the Struct (``_Twins``): integer ids, then also the other timestamp
+   forms Canvas sends, still in one msgspec call;
+3. the full lenient path (``_TypedDecoder._decode_lenient``): carries unknown fields through
+   to the output and a malformed secondary timestamp as it came, flagged in the
+   ``malformed_fields`` header.
+
+Steps 2 and 3 run only with ``decode.mode = "lenient"`` (the default); in ``strict`` mode any
+such deviation dead-letters the event. Whichever step takes an event, the output is the same
+(the fuzz tests compare the fast paths with the general one on every case).
 """
 
 from __future__ import annotations
