@@ -42,6 +42,7 @@ import os
 import platform
 import re
 import secrets
+import selectors
 import shutil
 import signal
 import socket
@@ -368,10 +369,14 @@ async def warm_partitions(bootstrap: str, topics: dict[str, int]) -> list[float]
     return rounds
 
 
-def producer_for(bootstrap: str) -> AIOKafkaProducer:
-    """The benchmark's own producer (raw topics): acks=all, linger_ms=5 like the bridge."""
+def producer_for(bootstrap: str, linger_ms: int = 5) -> AIOKafkaProducer:
+    """The benchmark's own producer (raw topics): acks=all.
+
+    The paced producer of the latency phase uses ``linger_ms=0``: it hands over whole bursts as
+    record batches already, so a linger would only add its delay to every measured latency.
+    """
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, client_id="bench-producer", acks="all", linger_ms=5,
+        bootstrap_servers=bootstrap, client_id="bench-producer", acks="all", linger_ms=linger_ms,
         max_batch_size=1048576, max_request_size=2 * 1048576, request_timeout_ms=60000,
     )
 
@@ -979,6 +984,83 @@ async def _latency_consumer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latency_consumer_kcat(args: argparse.Namespace) -> int:
+    """``_latency_consumer`` with kcat (librdkafka, C) doing the fetching; this process times the lines.
+
+    The aiokafka consumer re-sends every typed partition (~340) in each fetch request and parses
+    each of them in Python: ~0.35 core at any rate, on the same 2 CPUs as the bridge and the
+    broker. kcat does that in C. Each line kcat writes is one record's value; it is timed when
+    read (kcat runs unbuffered, ``-u``).
+    """
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        print("kcat not found", file=sys.stderr)
+        return 1
+    cmd = [kcat, "-b", args.bootstrap, "-G", f"bench-latency-{os.getpid()}", "-u", "-f", "%s\\n",
+           "-X", "auto.offset.reset=latest", "-X", "fetch.wait.max.ms=100",
+           args.pattern]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    stop = [False]
+
+    def on_signal(*_: Any) -> None:
+        stop[0] = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    sent = array.array("q")
+    received = array.array("q")
+    unparsed = 0
+    sel = selectors.DefaultSelector()
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    sel.register(out_fd, selectors.EVENT_READ)
+    sel.register(err_fd, selectors.EVENT_READ)
+    assigned: set[bytes] = set()
+    ready = False
+    pending, err_buf = b"", b""
+    deadline = time.monotonic() + 120
+    try:
+        while not stop[0] and proc.poll() is None:
+            if not ready and time.monotonic() > deadline:
+                print(f"assigned only {len(assigned)} partitions", file=sys.stderr)
+                return 1
+            for key, _ in sel.select(0.1):
+                chunk = os.read(key.fd, 1 << 20)
+                now = time.time_ns()
+                if key.fd == err_fd:
+                    err_buf += chunk
+                    *lines, err_buf = err_buf.split(b"\n")
+                    for line in lines:
+                        if b"assigned:" in line:
+                            assigned.update(_KCAT_TP.findall(line.split(b"assigned:", 1)[1]))
+                        elif line.strip() and b"Waiting for group rebalance" not in line:
+                            print(line.decode(errors="replace"), file=sys.stderr)
+                    if not ready and len(assigned) >= args.expect_partitions:
+                        ready = True
+                        print(f"ready {len(assigned)}", flush=True)
+                    continue
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    match = _TIME_TOKEN_B.search(line)
+                    if match is None:
+                        unparsed += 1
+                        continue
+                    sent.append(int(match.group(1)))
+                    received.append(now)
+    finally:
+        write_latencies(args.out, sent, received, unparsed)
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return 0
+
+
+_KCAT_TP = re.compile(rb"(\S+ \[\d+\])")
+_TIME_TOKEN_B = re.compile(rb"bench-t(\d+)s\d+")
+
+
 # ---------------------------------------------------------------------------
 # The phases
 # ---------------------------------------------------------------------------
@@ -1085,7 +1167,7 @@ async def wait_ready(port: int, child: Child, limit_s: float = 120.0) -> float:
 async def paced_produce(bootstrap: str, topic: str, templates: list[bytes], rate: float,
                         seconds: float) -> dict[str, Any]:
     """Offer ``rate`` events/s for ``seconds``: a burst every 10 ms, each event stamped with time_ns."""
-    producer = producer_for(bootstrap)
+    producer = producer_for(bootstrap, linger_ms=0)
     await producer.start()
     t_count = len(templates)
     sent = 0
@@ -1154,9 +1236,15 @@ async def phase_latency(ctx: Ctx) -> None:
     out_file = ctx.log_dir / "latency.bin"
     expect = sum(typed_only.values())
     pattern = "^" + re.escape(f"{prefix}.") + ".*"
+    client = args.latency_client
+    if client == "kcat" and shutil.which("kcat") is None:
+        say("latency: kcat not found (scripts/install-test-tools installs it); timing with aiokafka instead,"
+            " which costs ~0.3 core more on this host")
+        client = "aiokafka"
     consumer = spawn("latency-consumer", script_argv(
         "_latency_consumer", "--bootstrap", ctx.bootstrap, "--pattern", pattern,
-        "--expect-partitions", str(expect), "--out", str(out_file)), clean_env(), ctx.log_dir,
+        "--expect-partitions", str(expect), "--out", str(out_file), "--client", client),
+        clean_env(), ctx.log_dir,
         stdout=subprocess.PIPE)
     bridge: Child | None = None
     try:
@@ -1182,7 +1270,7 @@ async def phase_latency(ctx: Ctx) -> None:
         say(f"latency: bridge ready in {ready_s:.1f} s, warmed up in {warm_s:.1f} s; "
             f"offering {args.rate:g} events/s for {LATENCY_SECONDS:g} s")
         cpu0, host0, t0 = tree_cpu_s(bridge.proc.pid), host_cpu(), time.perf_counter()
-        cons0, broker0, self0 = proc_cpu_s(consumer.proc.pid), broker_cpu_s(), proc_cpu_s(os.getpid())
+        cons0, broker0, self0 = tree_cpu_s(consumer.proc.pid), broker_cpu_s(), proc_cpu_s(os.getpid())
         prod = await paced_produce(ctx.bootstrap, raw, ctx.templates, args.rate, LATENCY_SECONDS)
         t_sent = time.perf_counter()
         ends = await ctx.offsets.ends(raw_tps(raw))
@@ -1190,7 +1278,7 @@ async def phase_latency(ctx: Ctx) -> None:
                            limit_s=bridge_uptime(bridge) + max(120.0, prod["sent"] / 500))
         t_done = time.perf_counter()
         cpu1, host1 = tree_cpu_s(bridge.proc.pid), host_cpu()
-        cons1, broker1, self1 = proc_cpu_s(consumer.proc.pid), broker_cpu_s(), proc_cpu_s(os.getpid())
+        cons1, broker1, self1 = tree_cpu_s(consumer.proc.pid), broker_cpu_s(), proc_cpu_s(os.getpid())
         await asyncio.sleep(1.5)  # the consumer's last fetch
         stop_child(consumer)
         bridge_rss = read_rss_kb(bridge.proc.pid)
@@ -1214,6 +1302,7 @@ async def phase_latency(ctx: Ctx) -> None:
         "typed_records_expected": expected,
         "records_without_send_time": unparsed,  # the warm-up records (and anything unparsable)
         "warmup_s": LATENCY_WARMUP_S,
+        "consumer": client,
         "count": len(lat),
         "p50_ms": round(percentile(lat, 0.50), 2),
         "p90_ms": round(percentile(lat, 0.90), 2),
@@ -1367,7 +1456,8 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"{'p99_ms':<18}{lat['p99_ms']:>14.2f}  p90 {lat['p90_ms']}, p99.9 {lat['p999_ms']}, "
               f"max {lat['max_ms']} ms; received {lat['typed_records_received']}/{lat['typed_records_expected']}")
         print(f"{'':<18}{'':>14}  cores used: bridge {lat['bridge_cpu_cores']}, broker {lat['broker_cpu_cores']}, "
-              f"consumer {lat['latency_consumer_cpu_cores']}, producer {lat['producer_cpu_cores']}; "
+              f"consumer ({lat.get('consumer', 'aiokafka')}) {lat['latency_consumer_cpu_cores']}, "
+              f"producer {lat['producer_cpu_cores']}; "
               f"host {lat['host_busy_pct']}% busy")
         print(f"{'':<18}{'':>14}  all committed {lat['committed_all_s_after_last_send']} s after the last send "
               f"(more than ~0.1 s: the bridge did not keep up)")
@@ -1466,10 +1556,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--bootstrap", default=None, help="use this broker instead of starting one")
+    ap.add_argument("--broker-pid", type=int, default=None,
+                    help="with --bootstrap: the broker's process id, to report its CPU use")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file ({DEFAULT_JSON.relative_to(ROOT)})")
     ap.add_argument("--profile", type=Path, default=None,
                     help="py-spy the bridge while it drains the backlog: PATH.json (speedscope, summarized) or .svg")
     ap.add_argument("--keep-logs", action="store_true", help="keep the subprocesses' logs (printed path)")
+    ap.add_argument("--latency-client", choices=("kcat", "aiokafka"), default="kcat",
+                    help="the consumer that times typed records in the latency phase (kcat; aiokafka: Python)")
     ap.add_argument("--set", action="append", default=[], metavar="BRIDGE_NAME=VALUE",
                     help="a setting for the bridge under test only (repeatable), e.g. BRIDGE_TOPICS_PARTITIONS=1")
     args = ap.parse_args(argv)
@@ -1502,7 +1596,10 @@ def sub_main(argv: list[str]) -> int:
         ap.add_argument("--pattern", required=True)
         ap.add_argument("--expect-partitions", type=int, required=True)
         ap.add_argument("--out", required=True)
+        ap.add_argument("--client", choices=("aiokafka", "kcat"), default="aiokafka")
         args = ap.parse_args(argv[1:])
+        if args.client == "kcat":
+            return _latency_consumer_kcat(args)
         return int(run_loop(_latency_consumer(args)))
     print(f"unknown sub-command {cmd}", file=sys.stderr)
     return 2
@@ -1527,6 +1624,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.bootstrap:
             bootstrap, kind = args.bootstrap, "external"
+            BROKER_PID = args.broker_pid
         else:
             broker = LocalBroker()
             bootstrap, kind = broker.start(), "own, scripts/kafka-local"
