@@ -12,6 +12,10 @@ at-least-once (the default)
     A failure in 2-3 retries the whole batch after a backoff (a duplicate can result; it
     carries the same dedupe key). A failure in 4 retries the commit alone. Nothing is
     fetched meanwhile, so memory stays bounded (backpressure).
+    Steps 4-5 run in the background, one commit at a time and in batch order, so that the
+    fetch loop does not wait for the commit's round trip; the next batch's step 4 (and every
+    drain, revocation or shutdown) first waits for the previous commit (``settle``). With
+    ``delivery.max_in_flight_batches = 1`` the loop waits for each commit before fetching.
 
 exactly-once (``delivery.guarantee = "exactly-once"``)
     1. as above;
@@ -58,6 +62,15 @@ FATAL_ERRORS: tuple[type[BaseException], ...] = (
     kerr.ClusterAuthorizationFailedError,
     kerr.UnsupportedVersionError,
     TopicCreationError,
+)
+
+
+#: The group rejected a commit: the partitions were taken away (a rebalance).
+_REJECTED: tuple[type[BaseException], ...] = (
+    kerr.CommitFailedError,
+    kerr.IllegalGenerationError,
+    kerr.UnknownMemberIdError,
+    kerr.RebalanceInProgressError,
 )
 
 
@@ -166,6 +179,7 @@ class Delivery:
         self._backoff_max = config.delivery.retry_backoff_max_s
         self.publishing_ok = True
         self.last_error: str = ""
+        self._committing: asyncio.Task[None] | None = None
 
     async def start(self, batch: Batch) -> InFlight:
         """Steps 1-2: select and send, without waiting for acknowledgements (at-least-once).
@@ -186,32 +200,34 @@ class Delivery:
                 self.last_error = f"{type(exc).__name__}: {exc}"  # finish() retries it
         return inflight
 
-    async def finish(self, inflight: InFlight) -> bool:
-        """The remaining steps, retried with backoff until done, or abandoned on a rebalance."""
+    async def finish(self, inflight: InFlight) -> None:
+        """The remaining steps, retried with backoff until done, or abandoned on a rebalance.
+
+        At-least-once: returns once every output was acknowledged and the commit has started
+        (after the previous batch's commit finished); ``settle`` waits for the commit itself.
+        """
         batch, sends = inflight.batch, inflight.sends
         backoff = self._backoff0
         while True:
             try:
                 if self.exactly_once:
                     await self._transaction(sends, batch.offsets)
-                else:
-                    if inflight.futures is None:
-                        inflight.futures = await self._send(sends)
-                    await _all_acknowledged(inflight.futures)
-                    await self._commit(batch.offsets)
+                    self.publishing_ok = True
+                    self._after_commit(batch, sends, inflight.suppressed)
+                    self._confirmed(batch)
+                    return
+                if inflight.futures is None:
+                    inflight.futures = await self._send(sends)
+                await _all_acknowledged(inflight.futures)
                 self.publishing_ok = True
-                self._after_commit(batch, sends, inflight.suppressed)
-                self._confirmed(batch)
-                return True
-            except (kerr.CommitFailedError, kerr.IllegalGenerationError, kerr.UnknownMemberIdError,
-                    kerr.RebalanceInProgressError) as exc:
-                metrics.COMMIT_FAILURES.inc()
-                log.warning("commit rejected by the group (%s); the batch is left to the partitions' owner",
-                            type(exc).__name__)
+                await self.settle()  # commits stay in batch order, one at a time
+                self._committing = asyncio.ensure_future(self._commit_batch(inflight))
+                return
+            except _REJECTED as exc:
+                self._rejected(exc, batch)  # exactly-once only: at-least-once commits in _commit_batch
                 if self.exactly_once:
                     await self._abort()
-                self._confirmed(batch)
-                return False
+                return
             except FATAL_ERRORS as exc:
                 raise FatalDeliveryError(f"{type(exc).__name__}: {exc}") from exc
             except (kerr.KafkaError, TimeoutError, OSError) as exc:
@@ -227,6 +243,41 @@ class Delivery:
                     raise
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_max)
+
+    async def settle(self) -> None:
+        """Wait for the commit in flight, if any; its fatal or final error is raised here."""
+        task, self._committing = self._committing, None
+        if task is None:
+            return
+        try:
+            await task
+        except FATAL_ERRORS as exc:
+            raise FatalDeliveryError(f"{type(exc).__name__}: {exc}") from exc
+
+    def commit_done(self) -> bool:
+        """No commit in flight, or it has finished (``settle`` then returns at once)."""
+        return self._committing is None or self._committing.done()
+
+    async def _commit_batch(self, inflight: InFlight) -> None:
+        """Steps 4-5 of at-least-once, in the background (see ``finish``)."""
+        batch = inflight.batch
+        try:
+            await self._commit(batch.offsets)
+        except _REJECTED as exc:
+            self._rejected(exc, batch)
+            return
+        except BaseException:
+            self._confirmed(batch)
+            raise
+        self._after_commit(batch, inflight.sends, inflight.suppressed)
+        self._confirmed(batch)
+
+    def _rejected(self, exc: BaseException, batch: Batch) -> None:
+        """The group took the partitions away: the batch is left to their new owner."""
+        metrics.COMMIT_FAILURES.inc()
+        log.warning("commit rejected by the group (%s); the batch is left to the partitions' owner",
+                    type(exc).__name__)
+        self._confirmed(batch)
 
     # -- the steps --------------------------------------------------------------------------
 
@@ -318,8 +369,7 @@ class Delivery:
                 await self._consumer.commit(offsets)
                 metrics.COMMIT_DURATION.observe(time.perf_counter() - started)
                 return
-            except (kerr.CommitFailedError, kerr.IllegalGenerationError, kerr.UnknownMemberIdError,
-                    kerr.RebalanceInProgressError):
+            except _REJECTED:
                 raise
             except FATAL_ERRORS:
                 raise

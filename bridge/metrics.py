@@ -60,7 +60,7 @@ MISFILED_EVENTS = Counter(
 )
 BATCH_DURATION = Histogram(
     "canvas_bridge_batch_duration_seconds",
-    "Time to process one consumed batch: decode, publish, wait for acks and commit.",
+    "Time to process one consumed batch: decode, publish and wait for acks (its commit follows in the background).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 BATCH_SIZE = Histogram(

@@ -170,9 +170,10 @@ class Bridge:
         """Fetch, run the core, send; finish (acks, commit) batches in order, overlapping them.
 
         At-least-once keeps up to ``delivery.max_in_flight_batches`` batches sent but not yet
-        committed: the core works on the next batch while the broker acknowledges the previous
-        one. Offsets are still committed strictly in batch order, each only after all of its
-        outputs were acknowledged. Exactly-once runs one transaction at a time.
+        acknowledged, plus one whose commit is in flight: the core works on the next batch while
+        the broker acknowledges and commits the previous ones. Offsets are still committed
+        strictly in batch order, each only after all of its outputs were acknowledged.
+        Exactly-once runs one transaction at a time.
         """
         assert self.consumer is not None and self.delivery is not None
         consumer, delivery = self.consumer, self.delivery
@@ -196,6 +197,8 @@ class Bridge:
                         metrics.RECORDS_IN_FLIGHT.set(sum(p.batch.consumed for p in pending))
                     while pending and (len(pending) >= window or pending[0].acknowledged() or not records):
                         await self._finish_oldest()
+                    if window == 1 or not records or delivery.commit_done():
+                        await delivery.settle()  # one at a time, idle, or done: errors surface here
                 except FatalDeliveryError as exc:
                     raise Fatal(str(exc)) from exc
         async with self.batch_lock:
@@ -213,6 +216,8 @@ class Bridge:
         try:
             while self.pending:
                 await self._finish_oldest()
+            if self.delivery is not None:
+                await self.delivery.settle()
         except FatalDeliveryError as exc:
             raise Fatal(str(exc)) from exc
 
