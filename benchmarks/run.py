@@ -442,6 +442,13 @@ class Offsets:
             out.update(await self._consumer.end_offsets(tps[i:i + 1000]))
         return out
 
+    def forget(self, topics: set[str]) -> None:
+        """Stop tracking topics about to be deleted (else every metadata refresh logs an error)."""
+        client = self._consumer._client
+        self._known -= topics
+        if hasattr(client, "set_topics"):
+            client.set_topics(sorted(self._known))
+
     async def total(self, topics: dict[str, int]) -> int:
         return sum((await self.ends([TopicPartition(t, p) for t, n in topics.items() for p in range(n)])).values())
 
@@ -1092,6 +1099,24 @@ class Ctx:
             + (f", warmed their partitions in {time.perf_counter() - t1:.1f} s (rounds: {rounds})" if warm else ""))
 
 
+    async def drop_created(self) -> None:
+        """Delete the topics created so far (untimed): the next phase starts on a broker without
+        the previous phase's ~700 partitions and their data."""
+        names = sorted(self.created)
+        if not names:
+            return
+        t0 = time.perf_counter()
+        self.offsets.forget(set(names))
+        await self.admin.delete_topics(names)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if not set(names) & set(await self.admin.list_topics()):
+                break
+            await asyncio.sleep(0.2)
+        self.created.clear()
+        say(f"deleted {len(names)} topics in {time.perf_counter() - t0:.1f} s")
+
+
 def script_argv(sub: str, *rest: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), sub, *rest]
 
@@ -1520,7 +1545,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker_kind: str, log_
     r["settings"] = {"events": args.events, "backlog": args.backlog, "rate": args.rate, "repeat": args.repeat,
                      "raw_partitions": RAW_PARTITIONS, "typed_partitions": ctx.typed_partitions,
                      "latency_seconds": LATENCY_SECONDS, "run_id": rid,
-                     "raw_producer": {"acks": "all", "linger_ms": 5},
+                     "raw_producer": {"acks": "all", "linger_ms": 5, "paced_linger_ms": 0},
                      "bridge_overrides": dict(BRIDGE_OVERRIDES),
                      # The bridge's defaults; the passthrough and naive drainers use the same clients.
                      "bridge_defaults": {k: v for k, v in redacted(cfg).items()
@@ -1529,8 +1554,10 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker_kind: str, log_
     try:
         if not args.skip_throughput:
             await phase_throughput(ctx)
+            await ctx.drop_created()
         if not args.skip_latency:
             await phase_latency(ctx)
+            await ctx.drop_created()
         if not args.skip_rss:
             await phase_rss(ctx)
     finally:
