@@ -1293,10 +1293,10 @@ async def phase_latency(ctx: Ctx) -> None:
             await wait_drained(ctx.bootstrap, group, ends, bridge, limit_s=bridge_uptime(bridge) + 300)
         warm_s = time.perf_counter() - t_warm
         say(f"latency: bridge ready in {ready_s:.1f} s, warmed up in {warm_s:.1f} s; "
-            f"offering {args.rate:g} events/s for {LATENCY_SECONDS:g} s")
+            f"offering {args.rate:g} events/s for {args.latency_seconds:g} s")
         cpu0, host0, t0 = tree_cpu_s(bridge.proc.pid), host_cpu(), time.perf_counter()
         cons0, broker0, self0 = tree_cpu_s(consumer.proc.pid), broker_cpu_s(), proc_cpu_s(os.getpid())
-        prod = await paced_produce(ctx.bootstrap, raw, ctx.templates, args.rate, LATENCY_SECONDS)
+        prod = await paced_produce(ctx.bootstrap, raw, ctx.templates, args.rate, args.latency_seconds)
         t_sent = time.perf_counter()
         ends = await ctx.offsets.ends(raw_tps(raw))
         await wait_drained(ctx.bootstrap, group, ends, bridge,
@@ -1544,7 +1544,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker_kind: str, log_
     cfg = load_config(env={})
     r["settings"] = {"events": args.events, "backlog": args.backlog, "rate": args.rate, "repeat": args.repeat,
                      "raw_partitions": RAW_PARTITIONS, "typed_partitions": ctx.typed_partitions,
-                     "latency_seconds": LATENCY_SECONDS, "run_id": rid,
+                     "latency_seconds": args.latency_seconds, "run_id": rid,
                      "raw_producer": {"acks": "all", "linger_ms": 5, "paced_linger_ms": 0},
                      "bridge_overrides": dict(BRIDGE_OVERRIDES),
                      # The bridge's defaults; the passthrough and naive drainers use the same clients.
@@ -1589,6 +1589,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--profile", type=Path, default=None,
                     help="py-spy the bridge while it drains the backlog: PATH.json (speedscope, summarized) or .svg")
     ap.add_argument("--keep-logs", action="store_true", help="keep the subprocesses' logs (printed path)")
+    ap.add_argument("--latency-seconds", type=float, default=LATENCY_SECONDS,
+                    help=f"how long the paced producer offers --rate ({LATENCY_SECONDS:g})")
     ap.add_argument("--latency-client", choices=("kcat", "aiokafka"), default="kcat",
                     help="the consumer that times typed records in the latency phase (kcat; aiokafka: Python)")
     ap.add_argument("--set", action="append", default=[], metavar="BRIDGE_NAME=VALUE",
@@ -1601,6 +1603,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         BRIDGE_OVERRIDES[name] = value
     if args.events < 1 or args.backlog < 1 or args.rate <= 0 or args.repeat < 1:
         ap.error("--events, --backlog, --repeat must be >= 1 and --rate > 0")
+    if args.latency_seconds <= LATENCY_WARMUP_S:
+        ap.error(f"--latency-seconds must be more than the {LATENCY_WARMUP_S:g} s of warm-up it discards")
     if args.profile is not None:
         args.profile = args.profile.resolve()
         if args.skip_rss:
