@@ -11,6 +11,9 @@ What is measured (one process, same inputs, same run):
   re-format every timestamp-ish string field as UTC with ``datetime.fromisoformat`` /
   ``isoformat``, a dedupe key as sha256 of ``json.dumps(obj, sort_keys=True)``, and the
   output record as ``json.dumps(...).encode()``. Caliper: one output per ``data`` element.
+- ``floor`` (catalog mix only): one untyped ``msgspec`` decode of each value, one encode and
+  one SHA-256 of that encoding: the steps no implementation on this stack avoids, without
+  the Structs, the UTC normalization, the routing and the record around them.
 
 The input is the "catalog mix": every line (raw bytes) of
 ``tests/fixtures/catalog/canvas-examples.jsonl`` and ``caliper-examples.jsonl``, cycled to
@@ -38,6 +41,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -168,6 +173,24 @@ def baseline_process(value: bytes, prefix: str = "canvas.", caliper_prefix: str 
 
 
 # ---------------------------------------------------------------------------
+# The floor: what the core's unavoidable steps alone cost
+# ---------------------------------------------------------------------------
+
+_floor_decode = msgspec.json.Decoder().decode
+_floor_encode = msgspec.json.Encoder().encode
+
+
+def floor_process(value: bytes) -> str:
+    """One untyped msgspec decode of the whole value, one encode, one SHA-256 of the encoding.
+
+    No Structs, no timestamps, no routing, no record, no headers: a lower bound for any
+    pipeline on this stack that parses a value, writes it out in a canonical form and hashes
+    that (the core does all three, plus the rest).
+    """
+    return hashlib.sha256(_floor_encode(_floor_decode(value))).hexdigest()
+
+
+# ---------------------------------------------------------------------------
 # Timing
 # ---------------------------------------------------------------------------
 
@@ -197,7 +220,8 @@ def make_runners(
     return run_core, run_baseline
 
 
-def bench(core: Core, lines: list[bytes], n: int, repeat: int) -> dict[str, Any]:
+def bench(core: Core, lines: list[bytes], n: int, repeat: int, floor: bool = False) -> dict[str, Any]:
+    """Core and baseline (and, with ``floor``, ``floor_process``), interleaved run by run."""
     values = cycle_to(lines, n)
     per_line_sources = [Source("canvas.raw", i % 3, 1000 + i) for i in range(len(lines))]
     sources = cycle_to(per_line_sources, n)
@@ -212,10 +236,22 @@ def bench(core: Core, lines: list[bytes], n: int, repeat: int) -> dict[str, Any]
     wb()
     core_t: list[float] = []
     base_t: list[float] = []
-    for _ in range(repeat):  # interleaved, so that noise hits both alike
+    floor_t: list[float] = []
+
+    def run_floor() -> None:
+        for value in values:
+            floor_process(value)
+
+    for _ in range(repeat):  # interleaved, so that noise hits all alike
         core_t.append(time_run(run_core, n))
         base_t.append(time_run(run_baseline, n))
+        if floor:
+            floor_t.append(time_run(run_floor, n))
+    extra: dict[str, Any] = {}
+    if floor:
+        extra["floor_us_per_event"] = {"min": min(floor_t), "median": statistics.median(floor_t), "runs": floor_t}
     return {
+        **extra,
         "events": n,
         "repeat": repeat,
         "core_us_per_event": {"min": min(core_t), "median": statistics.median(core_t), "runs": core_t},
@@ -337,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     # fresh process otherwise comes out 20-50% slow on the reference VM.
     bench(core, mix, min(args.events, 4000), 1)
     results = {
-        "mix": bench(core, mix, args.events, args.repeat),
+        "mix": bench(core, mix, args.events, args.repeat, floor=True),
         "canvas": bench(core, canvas, sub_n, args.repeat),
         "caliper": bench(core, caliper, sub_n, args.repeat),
     }
@@ -354,6 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     print(_row("catalog mix", results["mix"]))
     print(_row("canvas only", results["canvas"]))
     print(_row("caliper only", results["caliper"]))
+    fl = results["mix"]["floor_us_per_event"]
+    print(
+        f"floor (mix)   {results['mix']['events']:>8}  {fl['min']:>8.2f} {fl['median']:>8.2f}"
+        "   msgspec untyped decode + encode + sha256 of each value: no Structs, no UTC, no record"
+    )
     print(
         f"\nmix: {shape['inputs']} inputs -> {shape['outputs']} outputs, {shape['dead_letters']} dead letters"
         + (f" {shape['dead_letter_reasons']}" if shape["dead_letters"] else "")
@@ -391,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             "baseline_us_per_event": {k: mix_r["baseline_us_per_event"][k] for k in ("min", "median")},
             "speedup": mix_r["speedup"]["median"],
             "speedup_min": mix_r["speedup"]["min"],
+            "floor_us_per_event": {k: mix_r["floor_us_per_event"][k] for k in ("min", "median")},
             "events": args.events,
             "repeat": args.repeat,
             "by_format": {
@@ -406,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
                 name: {"core": r["core_us_per_event"]["runs"], "baseline": r["baseline_us_per_event"]["runs"]}
                 for name, r in results.items()
             },
+            "floor_runs": mix_r["floor_us_per_event"]["runs"],
             "mix": shape,
             "targets": {
                 "core_us_per_event_max": TARGET_CORE_US,

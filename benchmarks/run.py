@@ -78,6 +78,9 @@ DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
 
 RAW_PARTITIONS = 6
 PLACEHOLDER = b"@@BENCH_SEQ@@"
+#: Diagnostic drainers run beside the three figures (``--skip-diagnostics`` leaves them out):
+#: the passthrough plus the core's CPU, then plus the fan-out to the typed topics.
+DIAGNOSTICS = ["core_passthrough", "core_fanout"]
 BATCH_MAX_RECORDS = 2000  # the bridge's delivery.batch_max_records default
 FETCH_TIMEOUT_MS = 200  # the bridge's delivery.fetch_timeout_ms default
 POLL_S = 0.1  # committed-offsets poll interval
@@ -913,6 +916,69 @@ async def _naive(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _core(args: argparse.Namespace) -> int:
+    """Diagnostics: the passthrough's loop with the bridge's core (``bridge.core.Core``) on every value.
+
+    Without ``--prefix``: the core's outputs are dropped and the raw values republished to
+    ``--out-topic``, exactly as ``_passthrough`` does: what the core's CPU alone costs.
+    With ``--prefix``: the core's typed records and dead letters are published to their topics
+    (the bridge's partitioner, one ``send_batch`` per partition): the core plus the fan-out,
+    without the bridge's delivery bookkeeping (dedupe windows, metrics, background commits).
+    """
+    from bridge.config import load_config
+    from bridge.core import Core, Source
+    from bridge.delivery import Partitioner
+    from bridge.kafka import make_consumer, make_producer
+
+    cfg = _client_config(args.bootstrap, args.group)
+    fanout = bool(args.prefix)
+    core = Core.from_config(load_config(env={
+        "BRIDGE_TOPICS_PREFIX": f"{args.prefix}.", "BRIDGE_TOPICS_CALIPER_PREFIX": f"{args.prefix}.caliper.",
+        "BRIDGE_TOPICS_DEAD_LETTER": f"{args.prefix}-dlq"}))
+    consumer, producer = make_consumer(cfg), make_producer(cfg)
+    partitioner = Partitioner()
+    await producer.start()
+    await consumer.start()
+    stopping = _stop_flag()
+    consumer.subscribe([args.topic])
+    process = core.process
+    try:
+        while not stopping():
+            records = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=BATCH_MAX_RECORDS)
+            if not records:
+                continue
+            now_ms = int(time.time() * 1000)
+            groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any, int | None]]] = {}
+            outs = []
+            for tp, msgs in records.items():
+                for m in msgs:
+                    outs.extend(process(m.value, Source(tp.topic, tp.partition, m.offset, m.key), now_ms))
+                    if not fanout:
+                        groups.setdefault((args.out_topic, tp.partition), []).append((m.key, m.value, None, None))
+            if fanout:
+                await partitioner.prepare(producer, {o.topic for o in outs})
+                for o in outs:
+                    ts = getattr(o, "timestamp_ms", None)
+                    groups.setdefault((o.topic, partitioner.partition(o.topic, o.key)), []).append(
+                        (o.key, o.value, o.headers, ts))
+                partitioner.next_batch()
+            futures = []
+            for (topic, partition), items in groups.items():
+                batch = producer.create_batch()
+                for key, value, headers, ts in items:
+                    if batch.append(key=key, value=value, timestamp=ts, headers=headers or []) is None:
+                        futures.append(await producer.send_batch(batch, topic, partition=partition))
+                        batch = producer.create_batch()
+                        batch.append(key=key, value=value, timestamp=ts, headers=headers or [])
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+            await asyncio.gather(*futures)
+            await consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in records.items()})
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return 0
+
+
 def write_latencies(path: str | Path, sent: array.array[int], received: array.array[int], unparsed: int) -> None:
     with open(path, "wb") as fh:
         array.array("q", [len(sent), unparsed]).tofile(fh)
@@ -1136,12 +1202,19 @@ async def phase_throughput(ctx: Ctx) -> None:
     b_prefix, p_topic, n_prefix = f"{rid}.bridge", f"{rid}.passthrough", f"{rid}.naive."
     b_topics = bridge_topics(b_prefix, shape, ctx.typed_partitions)
     n_topics = {f"{n_prefix}{t}": ctx.typed_partitions for t in shape.naive_topic_names}
-    await ctx.create({**b_topics, **n_topics, p_topic: RAW_PARTITIONS})
+    kinds = ["bridge", "passthrough", "naive"]
+    # Diagnostics: where the bridge's time goes between the passthrough and itself.
+    cp_topic, f_prefix = f"{rid}.corepass", f"{rid}.fanout"
+    f_topics = bridge_topics(f_prefix, shape, ctx.typed_partitions) if not args.skip_diagnostics else {}
+    if not args.skip_diagnostics:
+        kinds += DIAGNOSTICS
+    await ctx.create({**b_topics, **n_topics, p_topic: RAW_PARTITIONS,
+                      **({cp_topic: RAW_PARTITIONS, **f_topics} if f_topics else {})})
     expected_typed = expected_outputs(shape, args.events)
-    runs: dict[str, list[dict[str, Any]]] = {"bridge": [], "passthrough": [], "naive": []}
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     order = []
     for r in range(args.repeat):
-        for kind in ("bridge", "passthrough", "naive"):
+        for kind in kinds:
             group = f"{rid}.{kind}.{r}"
             if kind == "bridge":
                 env = bridge_env(ctx.bootstrap, raw, group, b_prefix, free_port())
@@ -1152,6 +1225,16 @@ async def phase_throughput(ctx: Ctx) -> None:
                                    "--group", group, "--out-topic", p_topic)
                 fig = await run_drain(ctx, kind, argv, clean_env(), group, ends, {p_topic: RAW_PARTITIONS},
                                       args.events, f"run{r + 1}")
+            elif kind == "core_passthrough":
+                argv = script_argv("_core", "--bootstrap", ctx.bootstrap, "--topic", raw,
+                                   "--group", group, "--out-topic", cp_topic)
+                fig = await run_drain(ctx, kind, argv, clean_env(), group, ends, {cp_topic: RAW_PARTITIONS},
+                                      args.events, f"run{r + 1}")
+            elif kind == "core_fanout":
+                argv = script_argv("_core", "--bootstrap", ctx.bootstrap, "--topic", raw,
+                                   "--group", group, "--prefix", f_prefix)
+                fig = await run_drain(ctx, kind, argv, clean_env(), group, ends, f_topics, expected_typed,
+                                      f"run{r + 1}")
             else:
                 argv = script_argv("_naive", "--bootstrap", ctx.bootstrap, "--topic", raw,
                                    "--group", group, "--prefix", n_prefix)
@@ -1161,8 +1244,13 @@ async def phase_throughput(ctx: Ctx) -> None:
             order.append(f"{kind}#{r + 1}")
     ctx.results["throughput_order"] = order
     for kind, figs in runs.items():
-        ctx.results[f"{kind}_eps"] = round(statistics.median(f["eps"] for f in figs), 1)
-        ctx.results[kind] = {"runs": figs}
+        eps = round(statistics.median(f["eps"] for f in figs), 1)
+        if kind in DIAGNOSTICS:
+            ctx.results.setdefault("diagnostics", {})[f"{kind}_eps"] = eps
+            ctx.results["diagnostics"][kind] = {"runs": figs}
+        else:
+            ctx.results[f"{kind}_eps"] = eps
+            ctx.results[kind] = {"runs": figs}
 
 
 async def wait_ready(port: int, child: Child, limit_s: float = 120.0) -> float:
@@ -1473,6 +1561,19 @@ def print_report(r: dict[str, Any]) -> None:
                           if "broker_cpu_us_per_event" in f0 else "")
                 print(f"{'':<18}{'':>14}  CPU: its own {f0['cpu_us_per_event']:,.0f} µs/event "
                       f"({f0['cores_used']} cores){broker}; host {f0['host_busy_pct']}% busy")
+        diag = r.get("diagnostics", {})
+        for kind, what in (("core_passthrough", "passthrough + Core.process on each value (raw values out)"),
+                           ("core_fanout", "passthrough + Core.process, typed records out (no delivery "
+                                           "bookkeeping)")):
+            if kind in diag:
+                f0 = diag[kind]["runs"][0]
+                cpu = (f"; CPU {f0['cpu_us_per_event']:,.0f} µs/event ({f0['cores_used']} cores)"
+                       if "cpu_us_per_event" in f0 else "")
+                broker = (f", broker {f0['broker_cpu_us_per_event']:,.0f} µs/event"
+                          if "broker_cpu_us_per_event" in f0 else "")
+                runs_txt = ", ".join(f"{f['eps']:,.0f}" for f in diag[kind]["runs"])
+                print(f"{kind + '_eps':<18}{diag[kind + '_eps']:>14,.0f}  diagnostic: {what}; "
+                      f"runs: {runs_txt}{cpu}{broker}")
         print(f"{'':<18}{'':>14}  order: {' '.join(r['throughput_order'])}")
     if "latency" in r:
         lat = r["latency"]
@@ -1582,6 +1683,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--skip-throughput", action="store_true", help="skip bridge/passthrough/naive_eps")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--skip-diagnostics", action="store_true",
+                    help="skip core_passthrough_eps and core_fanout_eps (where the bridge's time goes)")
     ap.add_argument("--bootstrap", default=None, help="use this broker instead of starting one")
     ap.add_argument("--broker-pid", type=int, default=None,
                     help="with --bootstrap: the broker's process id, to report its CPU use")
@@ -1616,13 +1719,14 @@ def sub_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog=f"run.py {argv[0]}")
     ap.add_argument("--bootstrap", required=True)
     cmd = argv[0]
-    if cmd in ("_passthrough", "_naive"):
+    if cmd in ("_passthrough", "_naive", "_core"):
         ap.add_argument("--topic", required=True)
         ap.add_argument("--group", required=True)
         ap.add_argument("--out-topic", default="")
-        ap.add_argument("--prefix", default="naive.")
+        ap.add_argument("--prefix", default="naive." if cmd == "_naive" else "")
         args = ap.parse_args(argv[1:])
-        return int(run_loop(_passthrough(args) if cmd == "_passthrough" else _naive(args)))
+        drain = {"_passthrough": _passthrough, "_naive": _naive, "_core": _core}[cmd]
+        return int(run_loop(drain(args)))
     if cmd == "_latency_consumer":
         ap.add_argument("--pattern", required=True)
         ap.add_argument("--expect-partitions", type=int, required=True)

@@ -1,8 +1,9 @@
 """`make bench` keeps working: a small run of benchmarks/run.py against the test broker.
 
 The figures of so small a run mean nothing; what is checked is that every phase runs end to end
-(the bridge, both baselines, the latency consumer, the backlog drain), that nothing was lost on
-the way, and that the results file has the keys the README and issue #6 promise.
+(the bridge, both baselines, the two diagnostic drains, the latency consumer, the backlog
+drain), that nothing was lost on the way, and that the results file has the keys the README
+and issue #6 promise.
 """
 
 from __future__ import annotations
@@ -44,3 +45,15 @@ def test_a_small_bench_run_writes_every_figure(bootstrap: str, tmp_path: Path) -
     assert lat["typed_records_received"] == lat["typed_records_expected"] > 0
     assert lat["consumer"] == ("kcat" if shutil.which("kcat") else "aiokafka")
     assert "MET" in proc.stdout and "peak_rss_mb" in proc.stdout
+
+    # Each drain published what it should: the diagnostics too (the core's typed records to
+    # the typed topics, the raw values to one topic).
+    for kind in ("bridge", "passthrough", "naive"):
+        fig = r[kind]["runs"][0]
+        assert fig["outputs"] == fig["expected_outputs"] > 0, kind
+    diag = r["diagnostics"]
+    for kind in ("core_passthrough", "core_fanout"):
+        fig = diag[kind]["runs"][0]
+        assert diag[f"{kind}_eps"] > 0 and fig["outputs"] == fig["expected_outputs"] > 0, kind
+    assert diag["core_fanout"]["runs"][0]["expected_outputs"] == r["bridge"]["runs"][0]["expected_outputs"]
+    assert diag["core_passthrough"]["runs"][0]["expected_outputs"] == 3000
