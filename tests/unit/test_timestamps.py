@@ -294,3 +294,40 @@ def test_epoch_ms_matches_calendar_arithmetic(naive: datetime, minutes: int) -> 
     utc = value.astimezone(UTC)
     expected = calendar.timegm(utc.utctimetuple()) * 1000 + utc.microsecond // 1000
     assert epoch_ms(value) == expected
+
+
+# The Ruby form ("2019-11-05 07:38:00 -0800") has a fast reading through datetime.fromisoformat;
+# whatever the characters, it must agree with the regular expression's reading, which the same
+# text with a leading space always takes (the expression allows leading whitespace).
+_RUBY_ALPHABET = "0123456789 -+:T.Z²٣"
+
+
+def _either(text: str) -> tuple[datetime, timedelta | None] | str:
+    try:
+        parsed = parse_lenient(text)
+    except TimestampError:
+        return "error"
+    return parsed, parsed.utcoffset()
+
+
+@HSETTINGS
+@given(
+    st.sampled_from(["2019-11-05 07:38:00 -0800", "2000-02-29 23:59:59 +1400", "1970-01-01 00:00:00 -2359"]),
+    st.lists(st.tuples(st.integers(0, 24), st.sampled_from(_RUBY_ALPHABET)), max_size=4),
+)
+def test_the_ruby_form_reads_the_same_on_both_paths(base: str, edits: list[tuple[int, str]]) -> None:
+    chars = list(base)
+    for at, ch in edits:
+        chars[at] = ch
+    text = "".join(chars)
+    assert _either(text) == _either(" " + text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2019-11-05 07:38:00 -0860", "2019-11-05 07:38.00 -0800", "2019-11-05 073800   -0800",
+     "2019-11-05 07:38:00 +2400", "2019-02-29 07:38:00 -0800", "2019-11-05 07:38:00 -08:0"],
+)
+def test_the_ruby_form_fast_reading_refuses_what_the_expression_refuses(text: str) -> None:
+    with pytest.raises(TimestampError):
+        parse_lenient(text)
