@@ -555,10 +555,25 @@ _MS = timedelta(milliseconds=1)
 PathT = tuple[str | int, ...]
 
 
+#: What ``_coerce`` reads of a type: (the type, kept alive; Canvas id?; without ``| None``;
+#: the fields of a Struct by JSON name).
+_TypeFacts = tuple[Any, bool, Any, "dict[str, msgspec.inspect.Field] | None"]
+
+
 @dataclass(slots=True)
 class _Lenience:
+    facts: dict[int, _TypeFacts]  # by id(type): the decoder's memo, built on first use
     extras: list[tuple[PathT, Any]] = field(default_factory=list)
     malformed: list[tuple[PathT, Any]] = field(default_factory=list)
+
+
+def _type_facts(t: msgspec.inspect.Type, memo: dict[int, _TypeFacts]) -> _TypeFacts:
+    facts = memo.get(id(t))
+    if facts is None:
+        bare = _unwrap_optional(t)
+        known = {f.encode_name: f for f in bare.fields} if isinstance(bare, msgspec.inspect.StructType) else None
+        facts = memo[id(t)] = (t, _is_canvas_id(t), bare, known)
+    return facts
 
 
 def _path_text(root: str, path: PathT) -> str:
@@ -576,13 +591,12 @@ def _coerce(value: Any, t: msgspec.inspect.Type, path: PathT, acc: _Lenience, id
     """
     if value is None:
         return None
-    if (id_like or _is_canvas_id(t)) and isinstance(value, int) and not isinstance(value, bool):
-        return str(value) if isinstance(_unwrap_optional(t), msgspec.inspect.StrType) else value
-    t = _unwrap_optional(t)
-    if isinstance(t, msgspec.inspect.StructType):
+    _, canvas_id, t, known = _type_facts(t, acc.facts)
+    if (id_like or canvas_id) and isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if isinstance(t, msgspec.inspect.StrType) else value
+    if known is not None:
         if not isinstance(value, dict):
             return value
-        known = {f.encode_name: f for f in t.fields}
         out: dict[str, Any] = {}
         for k, v in value.items():
             f = known.get(k)
@@ -652,7 +666,7 @@ class _Decoded:
 class _TypedDecoder:
     """Decodes one Struct type: fast strict path, then the lenient path if allowed."""
 
-    __slots__ = ("_info", "_lenient", "_plan", "_type", "depth", "fast_decode", "fast_normalize", "tiers")
+    __slots__ = ("_facts", "_info", "_lenient", "_plan", "_type", "depth", "fast_decode", "fast_normalize", "tiers")
 
     def __init__(
         self, typ: type, plans: dict[type, _Plan], lenient: bool, twins: Sequence[_Twins] = ()
@@ -663,6 +677,7 @@ class _TypedDecoder:
         info = msgspec.inspect.type_info(typ)
         assert isinstance(info, msgspec.inspect.StructType)
         self._info = info
+        self._facts: dict[int, _TypeFacts] = {}  # for _coerce: the types of this Struct only
         self._plan = _build_plan(info, plans)
         self.fast_normalize = _compile_normalizer(self._plan)
         self.depth = _static_depth(info)
@@ -719,7 +734,7 @@ class _TypedDecoder:
         data: Any = _loads(raw, root, bad_reason)
         if not isinstance(data, dict):
             raise Rejected(bad_reason, f"{root} is not a JSON object")
-        acc = _Lenience()
+        acc = _Lenience(self._facts)
         fixed = _coerce(data, self._info, (), acc)
         try:
             obj: Any = msgspec.convert(fixed, self._type, strict=False)
@@ -790,6 +805,11 @@ class _CanvasIn(msgspec.Struct, forbid_unknown_fields=True):
     body: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
 
 
+#: What the Canvas fast path needs of an event type: its body decoder, its topic, whether its
+#: Structs bound the depth within limits.max_depth, and its event_name / event_format headers.
+_CanvasRoute = tuple["_TypedDecoder", str, bool, tuple[tuple[str, bytes], tuple[str, bytes]]]
+
+
 class Core:
     """The bridge's pipeline, configured once. ``process`` is pure and never raises."""
 
@@ -840,7 +860,12 @@ class Core:
             if meta_depth is not None and d.depth is not None and 1 + max(meta_depth, d.depth) <= limits.max_depth
         )
         self._header_memo: dict[tuple[str, str], tuple[tuple[str, bytes], tuple[str, bytes]]] = {}
+        # The fast paths' per-value constants, read once here instead of through the settings.
+        self._max_bytes = limits.max_message_bytes
+        self._fast_limit = limits.max_string_length if fast_paths else -1
+        self._entity_keys = topics.key == "entity"
         self._canvas_topics: dict[str, str] = {}
+        self._canvas_routes: dict[str, _CanvasRoute] = {}  # catalog event names only: bounded
         self._caliper_topics: dict[str, str] = {}
 
     # -- public ---------------------------------------------------------------------------
@@ -904,12 +929,13 @@ class Core:
         )
 
     def _process(self, value: bytes | None, source: Source) -> list[Output]:
-        value = self._check_size(value)
+        if not value or len(value) > self._max_bytes:
+            value = self._check_size(value)  # raises: empty, or too large
         # The fast paths take the events that fit their Structs exactly (most traffic), in as
         # few msgspec calls as possible; whatever they do not take, the general path below
         # handles, with the same result for what both could take. (A value longer than
         # limits.max_string_length may hold a too long string: the general path checks it.)
-        if self._fast_paths and len(value) <= self.limits.max_string_length:
+        if len(value) <= self._fast_limit:
             # Which format: the first key usually tells (Canvas writes "metadata" and "sensor"
             # first); a scan only otherwise (a full scan costs ~1 us on a 2 kB Caliper envelope).
             if value.startswith(b'{"metadata"'):
@@ -959,11 +985,13 @@ class Core:
                 env = self._canvas_in_lenient(value)
             m = env.metadata
             event_name = m.event_name
-            decoder = self._bodies.get(event_name)
-            topic = self._canvas_topics.get(event_name)
-            if decoder is None or topic is None:
-                return None
-            if event_name not in self._depth_bounded and not self._depth_ok(value):
+            route = self._canvas_routes.get(event_name)
+            if route is None:
+                route = self._canvas_route(event_name)
+                if route is None:
+                    return None
+            decoder, topic, bounded, name_headers = route
+            if not bounded and not self._depth_ok(value):
                 return None
             try:
                 body = decoder.fast_decode(env.body)
@@ -978,7 +1006,44 @@ class Core:
         except Exception:  # msgspec errors, naive or out-of-range timestamps...: the general path
             return None
         event_text: Any = m.event_time  # normalized: its UTC text, as the JSON string
-        return self._canvas_publish(source, topic, m, body, event_name, event_text, event_ms, False)
+        if self._pii is not None:
+            return self._canvas_publish(source, topic, m, body, event_name, event_text, event_ms, False)
+        # _canvas_publish without what only the other paths need (see there).
+        canonical = _record_encode(CanvasRecord(event_name, event_text, event_ms, "canvas", m, body, False))
+        key = hashlib.sha256(canonical).hexdigest()[:32]
+        key_bytes = key.encode()
+        if self._entity_keys:
+            if m.context_id is not None:
+                record_key: bytes | None = f"{m.context_type or 'context'}:{m.context_id}".encode()
+            elif m.user_id is not None:
+                record_key = f"user:{m.user_id}".encode()
+            else:
+                record_key = source.key if source.key is not None else key_bytes
+        else:
+            record_key = self._record_key(source, key, None)
+        return Publish(
+            topic,
+            record_key,
+            b'{"dedupe_key":"' + key_bytes + b'",' + canonical[1:],
+            [(H_DEDUPE_KEY, key_bytes), *name_headers],
+            event_ms,
+            event_name,
+            key,
+        )
+
+    def _canvas_route(self, event_name: str) -> _CanvasRoute | None:
+        """The fast path's view of a catalog event type, once its topic is known (memoized).
+
+        None until the general path has named the topic (``_canvas_topic`` validates it once).
+        """
+        decoder = self._bodies.get(event_name)
+        topic = self._canvas_topics.get(event_name)
+        if decoder is None or topic is None:
+            return None
+        route = self._canvas_routes[event_name] = (
+            decoder, topic, event_name in self._depth_bounded, self._name_headers(event_name, "canvas"),
+        )
+        return route
 
     def _canvas_in_lenient(self, value: bytes) -> Any:
         for decode, fix in self._canvas_in_tiers:
@@ -1121,8 +1186,27 @@ class Core:
                 if event_ms < 0:
                     return None
                 decoder.fast_normalize(event)
-                out.append(self._caliper_publish(source, topic, env, send_time, head, name, event,
-                                                 event.event_time, event_ms, event, False))
+                if self._pii is not None:
+                    out.append(self._caliper_publish(source, topic, env, send_time, head, name, event,
+                                                     event.event_time, event_ms, event, False))
+                    continue
+                # _caliper_publish without what only the other paths need (see there).
+                obj = head.object
+                object_id = obj if isinstance(obj, str) else (obj.id if obj is not None else None)
+                key = _caliper_key((head.id or "").encode(), name.encode(), (object_id or "").encode())
+                key_bytes = key.encode()
+                if self._entity_keys:  # the course (group) when there is one, else the actor
+                    part = event.group if event.group is not None else event.actor
+                    if part is not None:
+                        record_key: bytes | None = part.id.encode()
+                    else:
+                        record_key = source.key if source.key is not None else key_bytes
+                else:
+                    record_key = self._record_key(source, key, None)
+                value = _record_encode(CaliperRecord(key, name, event.event_time, event_ms, "caliper", env.sensor,
+                                                     send_time, env.data_version, event, False))
+                headers: Headers = [(H_DEDUPE_KEY, key_bytes), *self._name_headers(name, "caliper")]
+                out.append(Publish(topic, record_key, value, headers, event_ms, name, key, "caliper"))
         except Exception:  # msgspec errors, naive or out-of-range timestamps...: the general path
             return None
         return out
