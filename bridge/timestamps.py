@@ -45,7 +45,7 @@ def parse_lenient(text: str) -> datetime:
         and f"{text[:4]}{text[5:7]}{text[8:10]}{text[11:13]}{text[14:16]}{text[17:19]}{text[21:]}".isdigit()
         and text[23] < "6"
     ):
-        # Ruby's form, "2019-11-05 07:38:00 -0800", the one Canvas sends most, as ISO-8601
+        # Ruby's form, "2019-11-05 07:38:00 -0800" (in the catalog's examples), as ISO-8601
         # through datetime.fromisoformat (in C; it checks the ranges). Anything it refuses is
         # explained by the regular expression below.
         try:
