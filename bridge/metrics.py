@@ -117,6 +117,23 @@ LAST_PUBLISH = Gauge(
     "canvas_bridge_last_publish_timestamp_seconds",
     "Unix time of the last acknowledged typed record or dead letter.",
 )
+INGEST_WRITTEN = Counter(
+    "canvas_bridge_ingest_records_written_total",
+    "Raw records an ingest path wrote and the broker acknowledged, by source (https, caliper, sqs).",
+    ["source"],
+)
+INGEST_WRITE_FAILURES = Counter(
+    "canvas_bridge_ingest_write_failures_total",
+    "Raw records an ingest path could not write (so not acknowledged to the sender), by source and "
+    "reason (too_large, unavailable).",
+    ["source", "reason"],
+)
+INGEST_ACK_SECONDS = Histogram(
+    "canvas_bridge_ingest_ack_seconds",
+    "Time from sending a raw record to the broker's acknowledgement, by ingest source.",
+    ["source"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 BUILD = Info(
     "canvas_bridge_build",
     "Build information: versions of canvas-bridge, Python and the Kafka client.",
@@ -132,6 +149,13 @@ def set_build_info(kafka_client: str, guarantee: str) -> None:
             "delivery_guarantee": guarantee,
         }
     )
+
+
+def declare_ingest(source: str) -> None:
+    """The ingest series of one source, created up front (zeros, not gaps)."""
+    INGEST_WRITTEN.labels(source)
+    for reason in ("too_large", "unavailable"):
+        INGEST_WRITE_FAILURES.labels(source, reason)
 
 
 def declare(event_names: Iterable[tuple[str, str]], reasons: Iterable[str]) -> None:

@@ -1,0 +1,167 @@
+"""The one writer of the raw topic, shared by every ingest path (HTTPS, Caliper, SQS).
+
+``write`` returns only once the broker acknowledged the record (``acks=all``, idempotent
+producer); the ingest path then acknowledges Canvas (an HTTP 2xx, an SQS delete). Anything else
+raises, and the caller must not acknowledge:
+
+- ``TooLarge``: over ``limits.max_message_bytes`` (or refused by the broker as too large):
+  nothing is sent;
+- ``Unavailable``: not acknowledged within the timeout, the broker unreachable or refusing.
+  The record may still be written later by the producer's own retries; Canvas's retry then
+  makes a duplicate with the same key, which the bridge's duplicate window suppresses.
+
+The producer is started in the background (``run``) and restarted with backoff, so an ingest
+service can serve (and answer 503, not ready) while Kafka is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import anyio
+from aiokafka import AIOKafkaProducer
+from aiokafka import errors as kerr
+from anyio.abc import TaskStatus
+
+from bridge import metrics
+from bridge.config import Config
+from bridge.ingest.raw import raw_headers, raw_key
+from bridge.kafka import security_kwargs
+
+log = logging.getLogger("bridge.ingest")
+
+#: Errors that say the broker will never take this record as it is: not worth a retry.
+_TOO_LARGE = (kerr.MessageSizeTooLargeError, kerr.RecordTooLargeError)
+
+
+class WriteError(Exception):
+    """The record is not known to be on the raw topic: do not acknowledge it."""
+
+    reason = "refused"
+
+
+class TooLarge(WriteError):
+    reason = "too_large"
+
+
+class Unavailable(WriteError):
+    reason = "unavailable"
+
+
+class RawWriter:
+    """Writes raw records for one ingest source (``https``, ``caliper``, ``sqs``)."""
+
+    def __init__(self, config: Config, source: str) -> None:
+        self._config = config
+        self._source = source
+        self._topic = config.raw_topic
+        self._max_bytes = config.limits.max_message_bytes
+        self._producer: AIOKafkaProducer | None = None
+        self._connected = asyncio.Event()
+        self.last_error = "starting: Kafka not reached yet"
+        self._acked = metrics.INGEST_WRITTEN.labels(source)
+        self._ack_seconds = metrics.INGEST_ACK_SECONDS.labels(source)
+
+    @property
+    def connected(self) -> bool:
+        """The producer started (it has reached a broker once)."""
+        return self._producer is not None
+
+    async def wait_connected(self) -> None:
+        """Until the producer has started (the first time)."""
+        await self._connected.wait()
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        k = self._config.kafka
+        return AIOKafkaProducer(
+            bootstrap_servers=k.bootstrap_servers,
+            client_id=f"{k.client_id}-ingest-{self._source}",
+            acks="all",
+            enable_idempotence=True,
+            compression_type=None if k.compression == "none" else k.compression,
+            linger_ms=k.linger_ms,
+            max_batch_size=max(k.max_batch_bytes, self._max_bytes + 65536),
+            max_request_size=max(k.max_batch_bytes, self._max_bytes) + 65536,
+            request_timeout_ms=k.request_timeout_ms,
+            **security_kwargs(self._config),
+        )
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Start the producer, retrying with backoff while Kafka is unreachable; stop on cancel."""
+        task_status.started()
+        delivery = self._config.delivery
+        backoff = delivery.retry_backoff_initial_s
+        try:
+            while self._producer is None:
+                producer = self._new_producer()
+                try:
+                    await producer.start()
+                except (kerr.KafkaError, OSError) as exc:
+                    await _stop_quietly(producer)
+                    self.last_error = f"cannot reach Kafka: {type(exc).__name__}"
+                    log.warning("cannot reach Kafka at %s (%s: %s); retrying in %.1fs",
+                                self._config.kafka.bootstrap_servers, type(exc).__name__, exc, backoff)
+                    await anyio.sleep(backoff)
+                    backoff = min(backoff * 2, delivery.retry_backoff_max_s)
+                    continue
+                self._producer = producer
+                self._connected.set()
+                self.last_error = ""
+                log.info("writing %s deliveries to %s", self._source, self._topic)
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.close()
+
+    async def close(self) -> None:
+        """Flush what was sent and stop the producer."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _stop_quietly(producer)
+
+    async def write(self, value: bytes, *, timeout_s: float, signed: bool = False,
+                    key_id: str | None = None, received_ms: int | None = None) -> None:
+        """Write one raw record and wait for the broker's acknowledgement (module docstring)."""
+        if len(value) > self._max_bytes:
+            self._failed(TooLarge.reason)
+            raise TooLarge(f"{len(value)} bytes, over limits.max_message_bytes={self._max_bytes}")
+        producer = self._producer
+        if producer is None:
+            self._failed(Unavailable.reason)
+            raise Unavailable(self.last_error or "Kafka not reached yet")
+        received = received_ms if received_ms is not None else time.time_ns() // 1_000_000
+        headers = raw_headers(self._source, signed=signed, key_id=key_id, received_ms=received)
+        started = time.perf_counter()
+        try:
+            with anyio.fail_after(timeout_s):
+                sent: asyncio.Future[Any] = await producer.send(
+                    self._topic, value, key=raw_key(value), headers=headers)
+                await sent
+        except TimeoutError:
+            self._failed(Unavailable.reason)
+            self.last_error = f"not acknowledged within {timeout_s:.1f}s"
+            raise Unavailable(self.last_error) from None
+        except _TOO_LARGE as exc:
+            self._failed(TooLarge.reason)
+            raise TooLarge(f"the broker refused the record as too large ({type(exc).__name__})") from exc
+        except (kerr.KafkaError, OSError) as exc:
+            self._failed(Unavailable.reason)
+            self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            raise Unavailable(self.last_error) from exc
+        self._ack_seconds.observe(time.perf_counter() - started)
+        self._acked.inc()
+        self.last_error = ""
+
+    def _failed(self, reason: str) -> None:
+        metrics.INGEST_WRITE_FAILURES.labels(self._source, reason).inc()
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    try:
+        with anyio.fail_after(30):
+            await producer.stop()
+    except Exception as exc:  # stopping is best effort: the process is leaving
+        log.debug("stopping the ingest producer: %s", exc)
