@@ -1,4 +1,4 @@
-"""``canvas-bridge``: run | transform | schema | replay | check-config | produce."""
+"""``canvas-bridge``: run | transform | schema | replay | topics | check-config | produce."""
 
 from __future__ import annotations
 
@@ -296,6 +296,38 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return code
 
 
+# -- topics ---------------------------------------------------------------------------------
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from bridge import topics
+
+    config = _load(args)
+    rec = topics.Recommendations(
+        raw_partitions=args.raw_partitions, partitions=args.partitions or config.topics.partitions,
+        replication_factor=args.replication_factor or config.topics.replication_factor or 3,
+        retention_days=args.retention_days,
+    )
+    planned = topics.planned_topics(config, rec)
+    if args.check:
+        missing, notes = _run_async(topics.missing_topics(config, planned))
+        for note in notes:
+            print(f"topics: note: {note}", file=sys.stderr)
+        if missing:
+            print(f"topics: {len(missing)} of {len(planned)} topics are missing on "
+                  f"{config.kafka.bootstrap_servers}: {', '.join(missing)}", file=sys.stderr)
+            return 1
+        print(f"topics: all {len(planned)} topics exist on {config.kafka.bootstrap_servers}", file=sys.stderr)
+        return 0
+    if args.format == "kafka-topics":
+        sys.stdout.write(topics.as_kafka_topics(planned))
+    elif args.format == "strimzi":
+        sys.stdout.write(topics.as_strimzi(planned, args.strimzi_cluster, args.namespace))
+    else:
+        sys.stdout.write(topics.as_list(planned))
+    return 0
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -324,6 +356,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reason", help="only dead letters with this dlq_reason")
     s.add_argument("--limit", type=int, default=0, help="at most this many dead letters")
     s.set_defaults(func=cmd_replay)
+    s = with_config(sub.add_parser("topics", help="list every topic the bridge uses, with recommended settings"))
+    s.add_argument("--format", choices=["list", "kafka-topics", "strimzi"], default="list",
+                   help="a plain list, kafka-topics.sh --create commands, or Strimzi KafkaTopic manifests")
+    s.add_argument("--check", action="store_true",
+                   help="compare with the cluster of kafka.bootstrap_servers; exit 1 naming missing topics")
+    s.add_argument("--strimzi-cluster", default="my-cluster", help="the strimzi.io/cluster label (--format strimzi)")
+    s.add_argument("--namespace", help="metadata.namespace of the manifests (--format strimzi)")
+    s.add_argument("--raw-partitions", type=int, default=6, help="partitions of the raw topic (default 6)")
+    s.add_argument("--partitions", type=int, default=0,
+                   help="partitions of the other topics (default: topics.partitions)")
+    s.add_argument("--replication-factor", type=int, default=0,
+                   help="replicas (default: topics.replication_factor, else 3)")
+    s.add_argument("--retention-days", type=int, default=7, help="retention.ms of raw and typed topics, in days")
+    s.set_defaults(func=cmd_topics)
     s = sub.add_parser("produce", help="send the lines of a file to a topic (samples, load)")
     s.add_argument("file")
     s.add_argument("--topic", required=True)
