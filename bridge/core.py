@@ -21,6 +21,12 @@ Decoding is tried in this order, each step only when the one before fails:
 Steps 2 and 3 run only with ``decode.mode = "lenient"`` (the default); in ``strict`` mode any
 such deviation dead-letters the event. Whichever step takes an event, the output is the same
 (the fuzz tests compare the fast paths with the general one on every case).
+
+Missing is not invalid: a body field other than the event's identifier may be absent
+(Canvas's ``compact_live_events`` drops null fields; versions add and remove fields). Each
+step decodes it as ``UNSET`` (``Expected`` fields) or ``None``; ``_MissingFields`` then writes
+``None`` in place of ``UNSET`` and names those fields in the ``missing_fields`` header, so an
+absent field is published exactly as an explicit ``null`` (``strict`` mode dead-letters them).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import operator
 import re
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,6 +65,7 @@ H_FORMAT = "event_format"
 H_GENERIC = "generic_body"
 H_UNKNOWN_FIELDS = "unknown_fields"
 H_MALFORMED = "malformed_fields"
+H_MISSING = "missing_fields"
 H_DECLARED_NAME = "declared_event_name"
 H_REASON = "dlq_reason"
 H_REASON_DETAIL = "dlq_detail"
@@ -92,6 +99,7 @@ class Publish(msgspec.Struct, frozen=True, gc=False):
     unknown_fields: tuple[str, ...] = ()
     malformed_fields: tuple[str, ...] = ()
     declared_event_name: str | None = None
+    missing_fields: tuple[str, ...] = ()
 
 
 class DeadLetter(msgspec.Struct, frozen=True, gc=False):
@@ -317,17 +325,22 @@ def _normalize(obj: Any, plan: _Plan, path: str, state: _NormalizeState) -> None
             setattr(obj, attr, [_utc(v, path, wire, state) if isinstance(v, datetime) else v for v in value])
         else:
             assert sub is not None
-            here = f"{path}.{wire}"
-            if kind == _KIND_STRUCT:
-                _normalize(value, sub, here, state)
-            elif kind == _KIND_LIST_STRUCT:
-                for i, item in enumerate(value):
-                    if item is not None:
-                        _normalize(item, sub, f"{here}[{i}]", state)
-            else:  # _KIND_DICT_STRUCT
-                for k, item in value.items():
-                    if item is not None:
-                        _normalize(item, sub, f"{here}.{k}", state)
+            for item, here in _sub_structs(value, kind, f"{path}.{wire}"):
+                _normalize(item, sub, here, state)
+
+
+def _sub_structs(value: Any, kind: int, here: str) -> Iterator[tuple[Any, str]]:
+    """The Structs in a field of kind ``_KIND_STRUCT``/``_LIST_STRUCT``/``_DICT_STRUCT``, with their paths."""
+    if kind == _KIND_STRUCT:
+        yield value, here
+    elif kind == _KIND_LIST_STRUCT:
+        for i, item in enumerate(value):
+            if item is not None:
+                yield item, f"{here}[{i}]"
+    else:  # _KIND_DICT_STRUCT
+        for k, item in value.items():
+            if item is not None:
+                yield item, f"{here}.{k}"
 
 
 class _Slow(Exception):
@@ -398,6 +411,109 @@ def _compile_normalizer(root: _Plan) -> Callable[[Any], None]:
 
 
 # ---------------------------------------------------------------------------
+# Missing fields: UNSET -> None, and the names of the fields an event lacked.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _MissingPlan:
+    """The ``Expected`` fields of a Struct (default ``UNSET``) and its nested Structs that have some."""
+
+    expected: list[tuple[str, str]] = field(default_factory=list)  # (attribute, JSON name)
+    nested: list[tuple[str, str, int, _MissingPlan]] = field(default_factory=list)
+
+
+def _build_missing_plan(info: msgspec.inspect.StructType, cache: dict[type, _MissingPlan]) -> _MissingPlan:
+    if info.cls in cache:
+        return cache[info.cls]
+    plan = cache[info.cls] = _MissingPlan()  # before recursing: recursive Structs terminate
+    # msgspec.inspect shows an UNSET default as NODEFAULT: the defaults come from the Struct.
+    unset = {f.name for f in msgspec.structs.fields(info.cls) if f.default is msgspec.UNSET}
+    for f in info.fields:
+        if f.name in unset:
+            plan.expected.append((f.name, f.encode_name))
+        t = _unwrap_optional(f.type)
+        kind, sub_info = _KIND_STRUCT, t
+        if isinstance(t, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):
+            kind, sub_info = _KIND_LIST_STRUCT, _unwrap_optional(t.item_type)
+        elif isinstance(t, msgspec.inspect.DictType):
+            kind, sub_info = _KIND_DICT_STRUCT, _unwrap_optional(t.value_type)
+        if isinstance(sub_info, msgspec.inspect.StructType):
+            sub = _build_missing_plan(sub_info, cache)
+            if sub.expected or sub.nested:
+                plan.nested.append((f.name, f.encode_name, kind, sub))
+    return plan
+
+
+class _MissingFields:
+    """For one Struct type: are some fields ``UNSET``, and which (replaced by ``None``)?
+
+    ``check`` is the per-event cost, so it is generated code: one ``is UNSET`` test per
+    ``Expected`` field, chained with ``or``. An interleaved A/B (benchmarks/missing_fields_ab.py)
+    measured it against a closure over ``operator.attrgetter`` (one C call, then ``UNSET in``
+    the tuple) and against ``None`` defaults with a key scan when a value is ``None``; the
+    generated check was the cheapest. ``fill`` runs only when ``check`` found something.
+    """
+
+    __slots__ = ("check", "plan")
+
+    def __init__(self, plan: _MissingPlan) -> None:
+        self.plan = plan
+        self.check = self._compile(plan)
+
+    @staticmethod
+    def _compile(root: _MissingPlan) -> Callable[[Any], bool]:
+        plans: dict[int, _MissingPlan] = {}
+
+        def collect(plan: _MissingPlan) -> None:
+            if id(plan) not in plans:
+                plans[id(plan)] = plan
+                for *_, sub in plan.nested:
+                    collect(sub)
+
+        collect(root)
+        lines: list[str] = []
+        for pid, plan in plans.items():
+            terms = [f"o.{attr} is U" for attr, _ in plan.expected]
+            for attr, _wire, kind, sub in plan.nested:
+                if kind == _KIND_STRUCT:
+                    terms.append(f"(o.{attr} is not None and m{id(sub)}(o.{attr}))")
+                else:
+                    items = f"o.{attr}" if kind == _KIND_LIST_STRUCT else f"o.{attr}.values()"
+                    terms.append(f"(o.{attr} is not None and any(m{id(sub)}(x) for x in {items} if x is not None))")
+            lines += [f"def m{pid}(o):", f"    return {' or '.join(terms) or 'False'}"]
+        namespace: dict[str, Any] = {"U": msgspec.UNSET}
+        exec(compile("\n".join(lines), "<bridge.core missing fields>", "exec"), namespace)  # our own generated code
+        fn: Callable[[Any], bool] = namespace[f"m{id(root)}"]
+        return fn
+
+    def fill(self, obj: Any, root: str) -> tuple[str, ...]:
+        """Every ``UNSET`` field of ``obj`` (nested ones too) becomes ``None``; their paths."""
+        out: list[str] = []
+        _fill_missing(obj, self.plan, root, out)
+        return tuple(out)
+
+
+def _fill_missing(obj: Any, plan: _MissingPlan, path: str, out: list[str]) -> None:
+    for attr, wire in plan.expected:
+        if getattr(obj, attr) is msgspec.UNSET:
+            setattr(obj, attr, None)
+            out.append(f"{path}.{wire}")
+    for attr, wire, kind, sub in plan.nested:
+        value = getattr(obj, attr)
+        if value is not None and value is not msgspec.UNSET:
+            for item, here in _sub_structs(value, kind, f"{path}.{wire}"):
+                _fill_missing(item, sub, here, out)
+
+
+def _missing_detail(root: str, path: str) -> str:
+    """What strict mode says of a missing field, in msgspec's words (``- at`` a nested object)."""
+    parent, _, name = path.rpartition(".")
+    where = "" if parent == root else f" - at `{parent}`"
+    return f"{root}: Object missing required field `{name}`{where}"
+
+
+# ---------------------------------------------------------------------------
 # Lenient twins: integer ids and Ruby-form timestamps at the speed of a typed decode.
 # ---------------------------------------------------------------------------
 
@@ -409,6 +525,8 @@ def _id_like(encode_name: str) -> bool:
 
 #: Marks a twin field that holds a timestamp as text (read by the generated fix-up).
 _TIME_TEXT = msgspec.Meta(extra={"bridge_time_text": True})
+#: The members of ``X | None`` / ``Expected[X]`` that carry no value of their own.
+_NO_VALUE_TYPES = (type(None), msgspec.UnsetType)
 
 
 class _Twins:
@@ -469,9 +587,10 @@ class _Twins:
             members = [self._rewrite(x, id_like) for x in args]
             if not any(did for _, did in members):
                 return t, False
-            # Only the shapes the fix-up reads unambiguously: ``X | None`` with X rewritten.
-            # (``Id | int`` or ``Struct | str`` would leave ints it cannot tell from ids.)
-            if len([a for a in args if a is not type(None)]) != 1:
+            # Only the shapes the fix-up reads unambiguously: ``X | None`` (``| UnsetType``)
+            # with X rewritten. (``Id | int`` or ``Struct | str`` would leave ints it cannot
+            # tell from ids.)
+            if len([a for a in args if a not in _NO_VALUE_TYPES]) != 1:
                 return t, False
             return functools.reduce(operator.or_, [m for m, _ in members]), True
         if origin is list:
@@ -506,12 +625,12 @@ class _Twins:
                     return f"P({x})"
                 return expr(base, x, depth)
             if origin in (typing.Union, types.UnionType):
-                members = [a for a in typing.get_args(t) if a is not type(None)]
+                members = [a for a in typing.get_args(t) if a not in _NO_VALUE_TYPES]
                 if int in members and str in members:
                     return f"(str({x}) if {x}.__class__ is int else {x})"
                 if len(members) == 1:
                     inner = expr(members[0], x, depth)
-                    return None if inner is None else f"(None if {x} is None else {inner})"
+                    return None if inner is None else f"({x} if {x} is None or {x} is U else {inner})"
                 return None
             y = f"y{depth}"
             if origin is list:
@@ -540,7 +659,7 @@ class _Twins:
         root = emit(twin)
         # parse_lenient as the general path parses: a malformed text raises (the caller then
         # takes the general path); a naive one stays naive for the normalizer to judge.
-        namespace: dict[str, Any] = {"P": parse_lenient}
+        namespace: dict[str, Any] = {"P": parse_lenient, "U": msgspec.UNSET}
         exec(compile("\n".join(lines), "<bridge.core id fix-up>", "exec"), namespace)  # our own generated code
         fn: Callable[[Any], None] = namespace[root]
         return fn
@@ -661,12 +780,14 @@ class _Decoded:
     out: Any
     unknown: tuple[str, ...] = ()
     malformed: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
 
 
 class _TypedDecoder:
     """Decodes one Struct type: fast strict path, then the lenient path if allowed."""
 
-    __slots__ = ("_facts", "_info", "_lenient", "_plan", "_type", "depth", "fast_decode", "fast_normalize", "tiers")
+    __slots__ = ("_facts", "_info", "_lenient", "_plan", "_type", "depth", "fast_decode", "fast_normalize",
+                 "missing", "tiers")  # fmt: skip
 
     def __init__(
         self, typ: type, plans: dict[type, _Plan], lenient: bool, twins: Sequence[_Twins] = ()
@@ -680,6 +801,9 @@ class _TypedDecoder:
         self._facts: dict[int, _TypeFacts] = {}  # for _coerce: the types of this Struct only
         self._plan = _build_plan(info, plans)
         self.fast_normalize = _compile_normalizer(self._plan)
+        missing_plan = _build_missing_plan(info, {})
+        #: None when the Struct has no ``Expected`` field (nothing can be UNSET).
+        self.missing = _MissingFields(missing_plan) if missing_plan.expected or missing_plan.nested else None
         self.depth = _static_depth(info)
         self._lenient = lenient
         #: (twin type, its decode, its fix-up) for each twin that differs from the Struct.
@@ -700,10 +824,23 @@ class _TypedDecoder:
             return obj
         raise _Slow
 
-    def decode_strict(self, raw: bytes, root: str, state: _NormalizeState) -> _Decoded:
+    def fill_missing(self, obj: Any, root: str, bad_reason: str = R_INVALID_BODY) -> tuple[str, ...]:
+        """``UNSET`` fields -> ``None``; their paths. ``strict`` mode: a missing field is ``Rejected``."""
+        missing = self.missing
+        if missing is None or not missing.check(obj):
+            return ()
+        paths = missing.fill(obj, root)
+        if not self._lenient:
+            raise Rejected(bad_reason, _missing_detail(root, paths[0]))
+        return paths
+
+    def decode_strict(
+        self, raw: bytes, root: str, state: _NormalizeState, bad_reason: str = R_INVALID_BODY
+    ) -> _Decoded:
         obj = self.fast_decode(raw)
+        missing = self.fill_missing(obj, root, bad_reason)
         _normalize(obj, self._plan, root, state)
-        return _Decoded(obj, obj)
+        return _Decoded(obj, obj, missing=missing)
 
     def decode_twin(self, raw: bytes, root: str, state: _NormalizeState) -> _Decoded:
         """Through a lenient twin (integer ids, other timestamp forms); no unknown field.
@@ -712,12 +849,13 @@ class _TypedDecoder:
         ``Rejected`` when one does but a timestamp is not acceptable (naive, out of range).
         """
         obj = self.lenient_fast_decode(raw)
+        missing = self.fill_missing(obj, root)
         _normalize(obj, self._plan, root, state)
-        return _Decoded(obj, obj)
+        return _Decoded(obj, obj, missing=missing)
 
     def decode(self, raw: bytes, root: str, state: _NormalizeState, bad_reason: str) -> _Decoded:
         try:
-            return self.decode_strict(raw, root, state)
+            return self.decode_strict(raw, root, state, bad_reason)
         except msgspec.ValidationError as exc:
             if not self._lenient:
                 raise Rejected(bad_reason, f"{root}: {exc}") from None
@@ -740,9 +878,10 @@ class _TypedDecoder:
             obj: Any = msgspec.convert(fixed, self._type, strict=False)
         except msgspec.ValidationError as exc:
             raise Rejected(bad_reason, f"{root}: {exc}".replace("`$", f"`{root}")) from None
+        missing = self.fill_missing(obj, root, bad_reason)
         _normalize(obj, self._plan, root, state)
         if not acc.extras and not acc.malformed:
-            return _Decoded(obj, obj)
+            return _Decoded(obj, obj, missing=missing)
         tree = msgspec.json.decode(_encode.encode(obj))
         for path, value in acc.malformed:
             _put(tree, path, value)
@@ -753,6 +892,7 @@ class _TypedDecoder:
             tree,
             unknown=tuple(_path_text(root, p) for p, _ in acc.extras),
             malformed=tuple(_path_text(root, p) for p, _ in acc.malformed),
+            missing=missing,
         )
 
 
@@ -767,7 +907,7 @@ def _snake(name: str) -> str:
 
 
 def _key_sets(cls: type) -> tuple[frozenset[str], frozenset[str] | None]:
-    """The JSON keys a Struct requires, and those it allows (None: it ignores unknown keys)."""
+    """The JSON keys a Struct requires (its identifiers), and those it allows (None: it ignores unknown keys)."""
     fields = msgspec.structs.fields(cls)
     required = frozenset(f.encode_name for f in fields if f.required)
     forbid = cls.__struct_config__.forbid_unknown_fields  # type: ignore[attr-defined]
@@ -806,8 +946,11 @@ class _CanvasIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 #: What the Canvas fast path needs of an event type: its body decoder, its topic, whether its
-#: Structs bound the depth within limits.max_depth, and its event_name / event_format headers.
-_CanvasRoute = tuple["_TypedDecoder", str, bool, tuple[tuple[str, bytes], tuple[str, bytes]]]
+#: Structs bound the depth within limits.max_depth, its event_name / event_format headers, and
+#: the check for UNSET fields (None: the Struct has no ``Expected`` field).
+_CanvasRoute = tuple[
+    "_TypedDecoder", str, bool, tuple[tuple[str, bytes], tuple[str, bytes]], Callable[[Any], bool] | None
+]
 
 
 class Core:
@@ -990,13 +1133,18 @@ class Core:
                 route = self._canvas_route(event_name)
                 if route is None:
                     return None
-            decoder, topic, bounded, name_headers = route
+            decoder, topic, bounded, name_headers, has_missing = route
             if not bounded and not self._depth_ok(value):
                 return None
             try:
                 body = decoder.fast_decode(env.body)
             except msgspec.ValidationError:
                 body = decoder.lenient_fast_decode(env.body)
+            missing: tuple[str, ...] = ()
+            if has_missing is not None and has_missing(body):  # an Expected field is UNSET
+                if not self._lenient:
+                    return None  # the general path says which field is missing
+                missing = decoder.fill_missing(body, "body")
             event_time = m.event_time
             event_ms = (event_time - _EPOCH) // _MS  # TypeError when naive
             if event_ms < 0:
@@ -1006,8 +1154,9 @@ class Core:
         except Exception:  # msgspec errors, naive or out-of-range timestamps...: the general path
             return None
         event_text: Any = m.event_time  # normalized: its UTC text, as the JSON string
-        if self._pii is not None:
-            return self._canvas_publish(source, topic, m, body, event_name, event_text, event_ms, False)
+        if self._pii is not None or missing:
+            return self._canvas_publish(source, topic, m, body, event_name, event_text, event_ms, False,
+                                        missing=missing)
         # _canvas_publish without what only the other paths need (see there).
         canonical = _record_encode(CanvasRecord(event_name, event_text, event_ms, "canvas", m, body, False))
         key = hashlib.sha256(canonical).hexdigest()[:32]
@@ -1042,6 +1191,7 @@ class Core:
             return None
         route = self._canvas_routes[event_name] = (
             decoder, topic, event_name in self._depth_bounded, self._name_headers(event_name, "canvas"),
+            decoder.missing.check if decoder.missing is not None else None,
         )
         return route
 
@@ -1085,7 +1235,7 @@ class Core:
                 topic = self._canvas_topic(event_name, known=True)
         return self._canvas_publish(
             source, topic, meta.out, body.out, event_name, event_text, event_ms, generic,
-            meta.unknown + body.unknown, body.malformed, declared, m,
+            meta.unknown + body.unknown, body.malformed, declared, m, meta.missing + body.missing,
         )
 
     def _canvas_publish(
@@ -1102,6 +1252,7 @@ class Core:
         malformed: tuple[str, ...] = (),
         declared: str | None = None,
         m: CanvasMetadata | None = None,
+        missing: tuple[str, ...] = (),
     ) -> Publish:
         """The typed record: the value is encoded once; the dedupe key hashes that encoding."""
         canonical = _record_encode(
@@ -1113,8 +1264,8 @@ class Core:
         if self._pii is not None:  # after the dedupe key: redaction never changes it
             value = _encode.encode(self._pii.apply(_json_decode(value)))
         headers: Headers = [(H_DEDUPE_KEY, key_bytes), *self._name_headers(event_name, "canvas")]
-        if generic or unknown or malformed or (declared is not None and declared != event_name):
-            headers += _extra_headers(generic, unknown, malformed, declared, event_name)
+        if generic or unknown or malformed or missing or (declared is not None and declared != event_name):
+            headers += _extra_headers(generic, unknown, malformed, declared, event_name, missing)
         return Publish(
             topic,
             self._record_key(source, key, _canvas_entity(metadata if m is None else m)),
@@ -1128,19 +1279,27 @@ class Core:
             unknown,
             malformed,
             declared if declared != event_name else None,
+            missing,
         )
 
     def _misfiled(self, body: bytes, declared: str, state: _NormalizeState) -> tuple[str, _Decoded] | None:
         """A body that fits exactly one *other* event type was misfiled upstream.
 
-        Canvas's own catalog has one: a ``grade_override`` body sent as ``grade_change``. Only an
-        unambiguous match with no unknown field is taken (integer ids and the accepted timestamp
-        forms are fine, as for any body); anything else stays a dead letter.
+        Canvas's own catalog has one: a ``grade_override`` body sent as ``grade_change``. Only a
+        body with fields its declared type does not have, and an unambiguous match with no
+        unknown field, is taken (integer ids, the accepted timestamp forms and missing fields
+        other than the identifiers are fine, as for any body); anything else stays a dead
+        letter. (A body whose fields all belong to its declared type is of that type, missing its
+        identifier: re-filing it would guess, e.g. ``master_migration_completed`` without its id
+        as ``master_template_created``.)
         """
         try:
             keys = self._top(body).keys()
         except msgspec.MsgspecError:
             return None  # not an object: it fits no body
+        own = self._body_keys[declared][1]
+        if own is not None and keys <= own:
+            return None
         matches = []
         for name, decoder in self._bodies.items():
             required, allowed = self._body_keys[name]
@@ -1403,6 +1562,7 @@ def _extra_headers(
     malformed: tuple[str, ...],
     declared: str | None,
     event_name: str,
+    missing: tuple[str, ...] = (),
 ) -> Headers:
     """The headers that only some records carry."""
     headers: Headers = []
@@ -1412,6 +1572,8 @@ def _extra_headers(
         headers.append((H_UNKNOWN_FIELDS, ",".join(unknown)[:1000].encode()))
     if malformed:
         headers.append((H_MALFORMED, ",".join(malformed)[:1000].encode()))
+    if missing:
+        headers.append((H_MISSING, ",".join(missing)[:1000].encode()))
     if declared is not None and declared != event_name:
         headers.append((H_DECLARED_NAME, declared.encode()))
     return headers

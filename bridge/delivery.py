@@ -416,6 +416,7 @@ class Delivery:
         generic: Counter[str] = Counter()
         unknown: Counter[str] = Counter()
         malformed: Counter[str] = Counter()
+        missing: Counter[str] = Counter()
         misfiled: Counter[str] = Counter()
         now = time.time()
         step = max(1, len(sends) // 64)
@@ -432,6 +433,8 @@ class Delivery:
                 unknown[name] += len(out.unknown_fields)
             if out.malformed_fields:
                 malformed[name] += len(out.malformed_fields)
+            if out.missing_fields:
+                missing[name] += len(out.missing_fields)
             if out.declared_event_name:
                 misfiled[name] += 1
             if i % step == 0:
@@ -446,6 +449,8 @@ class Delivery:
             metrics.UNKNOWN_FIELDS.labels(name).inc(n)
         for name, n in malformed.items():
             metrics.MALFORMED_FIELDS.labels(name).inc(n)
+        for name, n in missing.items():
+            metrics.MISSING_FIELDS.labels(name).inc(n)
         for name, n in misfiled.items():
             metrics.MISFILED_EVENTS.labels(name).inc(n)
         for name, n in suppressed.items():

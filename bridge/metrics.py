@@ -53,6 +53,11 @@ MALFORMED_FIELDS = Counter(
     "Secondary timestamps that could not be parsed, carried as they came, by event name.",
     ["event_name"],
 )
+MISSING_FIELDS = Counter(
+    "canvas_bridge_missing_fields_total",
+    "Fields Canvas sends on every event of the type that an event lacked (published as null), by event name.",
+    ["event_name"],
+)
 MISFILED_EVENTS = Counter(
     "canvas_bridge_misfiled_events_total",
     "Events whose body fits exactly one other event type than the declared one; published there.",
@@ -164,6 +169,7 @@ def declare(event_names: Iterable[tuple[str, str]], reasons: Iterable[str]) -> N
         EVENTS_PUBLISHED.labels(name, fmt)
         DUPLICATES_SUPPRESSED.labels(name)
         UNKNOWN_FIELDS.labels(name)
+        MISSING_FIELDS.labels(name)
     for reason in reasons:
         DEAD_LETTERS.labels(reason)
     for fmt in ("canvas", "caliper"):

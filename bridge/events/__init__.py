@@ -1,6 +1,7 @@
 """The Canvas Live Events catalog as msgspec Structs.
 
-``CANVAS_EVENTS`` maps ``metadata.event_name`` to the Struct of that event type's body.
+``CANVAS_EVENTS`` maps ``metadata.event_name`` to the Struct of that event type's body: the
+event types of Canvas's published catalog, and those its source emits beyond it.
 Each Canvas area has its own module; find an event type by its area, e.g. ``grade_change``
 in ``bridge/events/grades.py``.
 """
@@ -11,6 +12,7 @@ from bridge.events import (
     accounts,
     activity,
     assignments,
+    blueprints,
     conversations,
     courses,
     discussions,
@@ -25,16 +27,18 @@ from bridge.events import (
     quizzes,
     sis,
     submissions,
+    system,
     users,
     wiki,
 )
-from bridge.events._base import CanvasBody, CanvasObject, Id
+from bridge.events._base import UNSET, CanvasBody, CanvasObject, Expected, Id
 from bridge.events.metadata import CanvasMetadata
 
 _AREAS = (
     accounts,
     activity,
     assignments,
+    blueprints,
     conversations,
     courses,
     discussions,
@@ -49,6 +53,7 @@ _AREAS = (
     quizzes,
     sis,
     submissions,
+    system,
     users,
     wiki,
 )
@@ -66,4 +71,4 @@ def _build_registry() -> dict[str, type[CanvasBody]]:
 
 CANVAS_EVENTS: dict[str, type[CanvasBody]] = _build_registry()
 
-__all__ = ["CANVAS_EVENTS", "CanvasBody", "CanvasMetadata", "CanvasObject", "Id"]
+__all__ = ["CANVAS_EVENTS", "UNSET", "CanvasBody", "CanvasMetadata", "CanvasObject", "Expected", "Id"]

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import CanvasBody, Id
+from bridge.events._base import UNSET, CanvasBody, Expected, Id
 
 
 class _AccountBody(CanvasBody, kw_only=True):
     """Fields shared by ``account_created`` and ``account_updated``."""
 
     account_id: Id
-    name: str
+    name: Expected[str] = UNSET
     # active, deleted (Canvas may add states).
-    workflow_state: str
-    external_status: str
+    workflow_state: Expected[str] = UNSET
+    external_status: Expected[str] = UNSET
     # A root account has no parent (and no separate root account).
     parent_account_id: Id | None = None
     root_account_id: Id | None = None
@@ -37,12 +37,12 @@ class AccountNotificationCreated(CanvasBody, kw_only=True):
     """An account-level notification (global announcement) was created."""
 
     account_notification_id: Id
-    subject: str  # truncated to 8192 characters
-    message: str  # HTML, truncated to 8192 characters
+    subject: Expected[str] = UNSET  # truncated to 8192 characters
+    message: Expected[str] = UNSET  # HTML, truncated to 8192 characters
     # warning (default), information, question, error, calendar.
-    icon: str
-    start_at: datetime
-    end_at: datetime
+    icon: Expected[str] = UNSET
+    start_at: Expected[datetime] = UNSET
+    end_at: Expected[datetime] = UNSET
 
 
 class UserAccountAssociationCreated(CanvasBody, kw_only=True):
@@ -50,10 +50,10 @@ class UserAccountAssociationCreated(CanvasBody, kw_only=True):
 
     user_id: Id
     account_id: Id
-    account_uuid: str
-    is_admin: bool
-    created_at: datetime
-    updated_at: datetime
+    account_uuid: Expected[str] = UNSET
+    is_admin: Expected[bool] = UNSET
+    created_at: Expected[datetime] = UNSET
+    updated_at: Expected[datetime] = UNSET
 
 
 EVENTS: dict[str, type[CanvasBody]] = {

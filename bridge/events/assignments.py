@@ -5,29 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bridge.events._base import CanvasBody, Id
+from bridge.events._base import UNSET, CanvasBody, Expected, Id
 
 
 class _AssignmentBody(CanvasBody, kw_only=True):
     """Fields shared by ``assignment_created`` and ``assignment_updated``."""
 
     assignment_id: Id
-    assignment_group_id: Id
-    context_id: Id
-    context_type: str  # usually Course
-    context_uuid: str
-    title: str  # truncated to 8192 characters
+    assignment_group_id: Expected[Id] = UNSET
+    context_id: Expected[Id] = UNSET
+    context_type: Expected[str] = UNSET  # usually Course
+    context_uuid: Expected[str] = UNSET
+    title: Expected[str] = UNSET  # truncated to 8192 characters
     # created, deleted, duplicating, fail_to_import, failed_to_duplicate,
     # failed_to_migrate, importing, published, unpublished...
-    workflow_state: str
+    workflow_state: Expected[str] = UNSET
     # Comma-separated list of: discussion_topic, external_tool, media_recording, none,
     # not_graded, online_quiz, online_text_entry, online_upload, online_url, on_paper,
     # wiki_page.
-    submission_types: str
-    created_on_blueprint_sync: bool
-    lti_assignment_id: str
-    lti_resource_link_id: str
-    updated_at: datetime
+    submission_types: Expected[str] = UNSET
+    created_on_blueprint_sync: Expected[bool] = UNSET
+    lti_assignment_id: Expected[str] = UNSET
+    lti_resource_link_id: Expected[str] = UNSET
+    updated_at: Expected[datetime] = UNSET
     description: str | None = None  # HTML, truncated to 8192 characters
     # Null when the assignment has no such date.
     due_at: datetime | None = None
@@ -42,6 +42,16 @@ class _AssignmentBody(CanvasBody, kw_only=True):
     assignment_id_duplicated_from: Id | None = None
     assignment_id_duplicated__from: Id | None = None
     domain_duplicated_from: str | None = None
+    # Sent by Canvas's source (get_assignment_data), not shown in the docs:
+    anonymous_grading: bool | None = None
+    # The description again (truncated), for LTI tools.
+    lti_assignment_description: str | None = None
+    # assignment.resource_map: no fixed shape in the public source, carried as it comes.
+    resource_map: Any = None
+    # The guid of the plagiarism tool (LTI 2 tool proxy), when the assignment has one;
+    # older Canvas versions also sent associated_integration_ids: [guid, old format].
+    associated_integration_id: str | None = None
+    associated_integration_ids: list[str] | None = None
 
 
 class AssignmentCreated(_AssignmentBody, kw_only=True):
@@ -56,9 +66,9 @@ class _AssignmentGroupBody(CanvasBody, kw_only=True):
     """Fields shared by ``assignment_group_created`` and ``assignment_group_updated``."""
 
     assignment_group_id: Id
-    context_id: Id
-    context_type: str
-    workflow_state: str  # available, deleted
+    context_id: Expected[Id] = UNSET
+    context_type: Expected[str] = UNSET
+    workflow_state: Expected[str] = UNSET  # available, deleted
     name: str | None = None
     position: int | None = None
     group_weight: float | None = None
@@ -82,8 +92,8 @@ class _AssignmentOverrideBody(CanvasBody, kw_only=True):
 
     assignment_override_id: Id
     # ADHOC (a list of students), CourseSection or Group.
-    type: str
-    workflow_state: str  # active, deleted
+    type: Expected[str] = UNSET
+    workflow_state: Expected[str] = UNSET  # active, deleted
     # Null for overrides of items that are not assignments (e.g. ungraded quizzes).
     assignment_id: Id | None = None
     # Each overridden value is null when not overridden.

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import CanvasBody, Id
+from bridge.events._base import UNSET, CanvasBody, Expected, Id
 
 
 class _ConversationBody(CanvasBody, kw_only=True):
     """Fields shared by ConversationCreated and ConversationForwarded."""
 
     conversation_id: Id
-    updated_at: datetime
+    updated_at: Expected[datetime] = UNSET
 
 
 class ConversationCreated(_ConversationBody, kw_only=True):
@@ -26,9 +26,10 @@ class ConversationMessageCreated(CanvasBody, kw_only=True):
     """A message was added to a conversation."""
 
     message_id: Id
-    conversation_id: Id
-    author_id: Id
-    created_at: datetime
+    # Null for a message built outside a conversation (the source's spec has one).
+    conversation_id: Expected[Id] = UNSET
+    author_id: Expected[Id] = UNSET
+    created_at: Expected[datetime] = UNSET
 
 
 EVENTS: dict[str, type[CanvasBody]] = {

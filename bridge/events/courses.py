@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import CanvasBody, CanvasObject, Id
+from bridge.events._base import UNSET, CanvasBody, CanvasObject, Expected, Id
 
 
 class _CourseBody(CanvasBody, kw_only=True):
     """Fields shared by ``course_created`` and ``course_updated``."""
 
     course_id: Id
-    account_id: Id
-    uuid: str
-    name: str
+    account_id: Expected[Id] = UNSET
+    uuid: Expected[str] = UNSET
+    name: Expected[str] = UNSET
     # available, claimed, completed, created, deleted.
-    workflow_state: str
-    created_at: datetime
-    updated_at: datetime
+    workflow_state: Expected[str] = UNSET
+    created_at: Expected[datetime] = UNSET
+    updated_at: Expected[datetime] = UNSET
+    # The uuid of the course's account (source: get_course_data; not in the docs).
+    account_uuid: str | None = None
 
 
 class CourseCreated(_CourseBody, kw_only=True):
@@ -31,17 +33,17 @@ class CourseUpdated(_CourseBody, kw_only=True):
 class CourseProgressCourse(CanvasObject, kw_only=True):
     """The course in ``course_progress`` and ``course_completed``."""
 
-    id: Id
-    account_id: Id
-    name: str
+    id: Expected[Id] = UNSET
+    account_id: Expected[Id] = UNSET
+    name: Expected[str] = UNSET
     sis_source_id: str | None = None  # when the course has a SIS id
 
 
 class CourseProgressUser(CanvasObject, kw_only=True):
     """The student in ``course_progress`` and ``course_completed``."""
 
-    id: Id
-    name: str
+    id: Expected[Id] = UNSET
+    name: Expected[str] = UNSET
     email: str | None = None  # a user may have no e-mail address
 
 
@@ -59,9 +61,10 @@ class CourseProgressDetail(CanvasObject, kw_only=True):
 class _CourseProgressBody(CanvasBody, kw_only=True):
     """Fields shared by CourseCompleted and CourseProgress."""
 
+    # The student (user) in the course (course): both identify the event.
     course: CourseProgressCourse
     user: CourseProgressUser
-    progress: CourseProgressDetail
+    progress: Expected[CourseProgressDetail] = UNSET
 
 
 class CourseCompleted(_CourseProgressBody, kw_only=True):
@@ -76,12 +79,12 @@ class _CourseSectionBody(CanvasBody, kw_only=True):
     """Fields shared by ``course_section_created`` and ``course_section_updated``."""
 
     course_section_id: Id
-    course_id: Id
-    root_account_id: Id
-    name: str
-    workflow_state: str  # active, deleted
+    course_id: Expected[Id] = UNSET
+    root_account_id: Expected[Id] = UNSET
+    name: Expected[str] = UNSET
+    workflow_state: Expected[str] = UNSET  # active, deleted
     # Field names protected from SIS imports (may be empty).
-    stuck_sis_fields: list[str]
+    stuck_sis_fields: Expected[list[str]] = UNSET
     enrollment_term_id: Id | None = None
     # True, or false/null.
     default_section: bool | None = None

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import CanvasBody, Id
+from bridge.events._base import UNSET, CanvasBody, Expected, Id
 
 
 class DiscussionEntryCreated(CanvasBody, kw_only=True):
     """A user or the system replied to a discussion topic or thread."""
 
     discussion_entry_id: Id
-    discussion_topic_id: Id
-    user_id: Id
-    created_at: datetime
+    discussion_topic_id: Expected[Id] = UNSET
+    user_id: Expected[Id] = UNSET
+    created_at: Expected[datetime] = UNSET
     text: str | None = None  # HTML, truncated to 8192 characters
     parent_discussion_entry_id: Id | None = None  # only for a reply to an entry
 
@@ -22,9 +22,9 @@ class DiscussionEntrySubmitted(CanvasBody, kw_only=True):
     """A user or the system replied to a graded discussion topic."""
 
     discussion_entry_id: Id
-    discussion_topic_id: Id
-    user_id: Id
-    created_at: datetime
+    discussion_topic_id: Expected[Id] = UNSET
+    user_id: Expected[Id] = UNSET
+    created_at: Expected[datetime] = UNSET
     text: str | None = None  # HTML, truncated to 8192 characters
     parent_discussion_entry_id: Id | None = None  # only for a reply to an entry
     # Present when the topic is graded.
@@ -36,12 +36,12 @@ class _DiscussionTopicBody(CanvasBody, kw_only=True):
     """Fields shared by ``discussion_topic_created`` and ``discussion_topic_updated``."""
 
     discussion_topic_id: Id
-    context_id: Id
-    context_type: str  # usually Course or Group
-    is_announcement: bool
+    context_id: Expected[Id] = UNSET
+    context_type: Expected[str] = UNSET  # usually Course or Group
+    is_announcement: Expected[bool] = UNSET
     # active, deleted, post_delayed, unpublished.
-    workflow_state: str
-    updated_at: datetime
+    workflow_state: Expected[str] = UNSET
+    updated_at: Expected[datetime] = UNSET
     title: str | None = None  # truncated to 8192 characters
     body: str | None = None  # HTML, truncated to 8192 characters
     assignment_id: Id | None = None  # only for a graded topic

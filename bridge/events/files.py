@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import CanvasBody, Id
+from bridge.events._base import UNSET, CanvasBody, Expected, Id
 
 
 class _AttachmentBody(CanvasBody, kw_only=True):
     """Fields shared by the ``attachment_*`` events."""
 
     attachment_id: Id
-    context_id: Id
-    context_type: str  # e.g. Course, User, Group
-    content_type: str  # MIME type
-    display_name: str  # truncated to 8192 characters
-    filename: str  # truncated to 8192 characters
-    updated_at: datetime
+    context_id: Expected[Id] = UNSET
+    context_type: Expected[str] = UNSET  # e.g. Course, User, Group
+    content_type: Expected[str] = UNSET  # MIME type
+    display_name: Expected[str] = UNSET  # truncated to 8192 characters
+    filename: Expected[str] = UNSET  # truncated to 8192 characters
+    updated_at: Expected[datetime] = UNSET
     # Null for files created by Canvas itself, or outside any folder.
     user_id: Id | None = None
     folder_id: Id | None = None

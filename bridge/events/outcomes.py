@@ -1,21 +1,27 @@
 """Outcomes: learning outcomes, groups, links, results, proficiencies, alignment clones.
 
-Also the outcome calculation methods, mastery scales (outcome proficiencies) and the
-``rubric_assessed`` event.
+Also the outcome calculation methods, mastery scales (outcome proficiencies), the outcomes'
+friendly descriptions and the ``rubric_assessed`` event.
+
+Canvas's source (``lib/canvas/live_events.rb``) sends more than the docs show: the uuid of
+the context of each outcome, group and link (``*_context_uuid``), and the ``workflow_state``
+of outcome results; its result events carry no ``id`` (the docs' ``learning_outcome_result_updated``
+example has one), so they are identified by ``learning_outcome_id``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import CanvasBody, CanvasObject, Id
+from bridge.events._base import UNSET, CanvasBody, CanvasObject, Expected, Id
 
 
 class OutcomesRetryOutcomeAlignmentClone(CanvasBody, kw_only=True):
     """An outcome alignment clone was retried (network issue or missing alignment)."""
 
-    original_course_uuid: str
+    # The course the alignments are cloned into identifies the event.
     new_course_uuid: str
+    original_course_uuid: Expected[str] = UNSET
     new_course_resource_link_id: str | None = None
     domain: str | None = None
     original_assignment_resource_link_id: str | None = None
@@ -58,6 +64,12 @@ class LearningOutcomeCreated(CanvasBody, kw_only=True):
     # e.g. active, deleted.
     workflow_state: str | None = None
     rubric_criterion: RubricCriterion | None = None
+    # Source (get_learning_outcome_data), not in the docs: the uuid of the outcome's context;
+    # for a copied outcome, the original's local id, and the uuid of its root account when the
+    # original is on another shard (else null).
+    context_uuid: str | None = None
+    copied_from_outcome_id: Id | None = None
+    original_outcome_root_account_uuid: str | None = None
 
 
 class LearningOutcomeUpdated(CanvasBody, kw_only=True):
@@ -79,6 +91,10 @@ class LearningOutcomeUpdated(CanvasBody, kw_only=True):
     # e.g. active, deleted; defaults to active.
     workflow_state: str | None = None
     rubric_criterion: RubricCriterion | None = None
+    # Source (get_learning_outcome_data), not in the docs: see LearningOutcomeCreated.
+    context_uuid: str | None = None
+    copied_from_outcome_id: Id | None = None
+    original_outcome_root_account_uuid: str | None = None
 
 
 class LearningOutcomeGroupCreated(CanvasBody, kw_only=True):
@@ -94,6 +110,10 @@ class LearningOutcomeGroupCreated(CanvasBody, kw_only=True):
     vendor_guid: str | None = None
     # Defaults to active.
     workflow_state: str | None = None
+    # Source (get_learning_outcome_group_data), not in the docs: the uuids of the group's
+    # context and of its parent group's context.
+    context_uuid: str | None = None
+    parent_outcome_group_context_uuid: str | None = None
 
 
 class LearningOutcomeGroupUpdated(CanvasBody, kw_only=True):
@@ -110,6 +130,9 @@ class LearningOutcomeGroupUpdated(CanvasBody, kw_only=True):
     vendor_guid: str | None = None
     # Defaults to active.
     workflow_state: str | None = None
+    # Source (get_learning_outcome_group_data), not in the docs: see LearningOutcomeGroupCreated.
+    context_uuid: str | None = None
+    parent_outcome_group_context_uuid: str | None = None
 
 
 class LearningOutcomeLinkCreated(CanvasBody, kw_only=True):
@@ -123,6 +146,10 @@ class LearningOutcomeLinkCreated(CanvasBody, kw_only=True):
     learning_outcome_id: Id | None = None
     # Defaults to active.
     workflow_state: str | None = None
+    # Source (get_learning_outcome_link_data), not in the docs: the uuids of the contexts of
+    # the linked outcome and of its group.
+    learning_outcome_context_uuid: str | None = None
+    learning_outcome_group_context_uuid: str | None = None
 
 
 class LearningOutcomeLinkUpdated(CanvasBody, kw_only=True):
@@ -137,6 +164,9 @@ class LearningOutcomeLinkUpdated(CanvasBody, kw_only=True):
     updated_at: datetime | None = None
     # e.g. active, deleted.
     workflow_state: str | None = None
+    # Source (get_learning_outcome_link_data), not in the docs: see LearningOutcomeLinkCreated.
+    learning_outcome_context_uuid: str | None = None
+    learning_outcome_group_context_uuid: str | None = None
 
 
 class LearningOutcomeResultCreated(CanvasBody, kw_only=True):
@@ -160,16 +190,23 @@ class LearningOutcomeResultCreated(CanvasBody, kw_only=True):
     associated_asset_id: Id | None = None
     # AssessmentQuestion, Assignment, Quizzes::Quiz, LiveAssessments::Assessment.
     associated_asset_type: str | None = None
+    # Source (get_learning_outcome_result_data), not in the docs: the uuid of the outcome's
+    # context and the result's state (active, deleted); title in older Canvas versions.
+    learning_outcome_context_uuid: str | None = None
+    workflow_state: str | None = None
+    title: str | None = None
 
 
 class LearningOutcomeResultUpdated(CanvasBody, kw_only=True):
     """An existing outcome rating for a submission was updated."""
 
-    id: Id
+    # The source sends no id of the result (the docs' example has one): the outcome
+    # identifies the event, as for learning_outcome_result_created.
+    learning_outcome_id: Id
+    id: Id | None = None
     assessed_at: datetime | None = None
     attempt: int | None = None
     created_at: datetime | None = None
-    learning_outcome_id: Id | None = None
     learning_outcome_context_uuid: str | None = None
     result_context_id: Id | None = None
     # Account or Course.
@@ -192,6 +229,9 @@ class LearningOutcomeResultUpdated(CanvasBody, kw_only=True):
     associated_asset_id: Id | None = None
     # AssessmentQuestion, Assignment, Quizzes::Quiz, LiveAssessments::Assessment.
     associated_asset_type: str | None = None
+    # Source, not in the docs: see LearningOutcomeResultCreated.
+    workflow_state: str | None = None
+    title: str | None = None
 
 
 class OutcomeCalculationMethodCreated(CanvasBody, kw_only=True):
@@ -225,15 +265,15 @@ class OutcomeCalculationMethodUpdated(CanvasBody, kw_only=True):
 
 
 class OutcomeProficiencyRating(CanvasObject, kw_only=True):
-    """One rating of a mastery scale; the docs list every key as required."""
+    """One rating of a mastery scale; the docs and the source always send every key."""
 
-    outcome_proficiency_rating_id: Id
-    description: str
-    points: float
-    mastery: bool
+    outcome_proficiency_rating_id: Expected[Id] = UNSET
+    description: Expected[str] = UNSET
+    points: Expected[float] = UNSET
+    mastery: Expected[bool] = UNSET
     # Hex RGB without "#", e.g. "0B874B".
-    color: str
-    workflow_state: str
+    color: Expected[str] = UNSET
+    workflow_state: Expected[str] = UNSET
 
 
 class OutcomeProficiencyCreated(CanvasBody, kw_only=True):
@@ -278,6 +318,33 @@ class RubricAssessed(CanvasBody, kw_only=True):
     attempt: int | None = None
 
 
+class _OutcomeFriendlyDescriptionBody(CanvasBody, kw_only=True):
+    """A friendly (student-facing) description of an outcome in a context.
+
+    Source: ``get_outcome_friendly_description_data`` (not in the docs).
+    """
+
+    outcome_friendly_description_id: Id
+    context_type: Expected[str] = UNSET
+    context_id: Expected[Id] = UNSET
+    description: Expected[str] = UNSET
+    workflow_state: Expected[str] = UNSET
+    learning_outcome_id: Expected[Id] = UNSET
+    root_account_id: Expected[Id] = UNSET
+    # Newer Canvas versions: the uuid of the outcome's context.
+    learning_outcome_context_uuid: str | None = None
+
+
+class OutcomeFriendlyDescriptionCreated(_OutcomeFriendlyDescriptionBody, kw_only=True):
+    """A friendly description was given to an outcome."""
+
+
+class OutcomeFriendlyDescriptionUpdated(_OutcomeFriendlyDescriptionBody, kw_only=True):
+    """A friendly description of an outcome was changed."""
+
+    updated_at: Expected[datetime] = UNSET
+
+
 EVENTS: dict[str, type[CanvasBody]] = {
     "outcomes.retry_outcome_alignment_clone": OutcomesRetryOutcomeAlignmentClone,
     "learning_outcome_created": LearningOutcomeCreated,
@@ -290,6 +357,8 @@ EVENTS: dict[str, type[CanvasBody]] = {
     "learning_outcome_result_updated": LearningOutcomeResultUpdated,
     "outcome_calculation_method_created": OutcomeCalculationMethodCreated,
     "outcome_calculation_method_updated": OutcomeCalculationMethodUpdated,
+    "outcome_friendly_description_created": OutcomeFriendlyDescriptionCreated,
+    "outcome_friendly_description_updated": OutcomeFriendlyDescriptionUpdated,
     "outcome_proficiency_created": OutcomeProficiencyCreated,
     "outcome_proficiency_updated": OutcomeProficiencyUpdated,
     "rubric_assessed": RubricAssessed,

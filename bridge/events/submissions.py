@@ -12,7 +12,10 @@ from bridge.events._base import CanvasBody, Id
 
 
 class _SubmissionBody(CanvasBody, kw_only=True):
-    """Fields shared by SubmissionCreated and SubmissionUpdated."""
+    """Fields shared by SubmissionCreated, SubmissionUpdated and PlagiarismResubmit.
+
+    Canvas's source builds all three from one method (``get_submission_data``).
+    """
 
     submission_id: Id
     assignment_id: Id | None = None
@@ -40,6 +43,12 @@ class _SubmissionBody(CanvasBody, kw_only=True):
     url: str | None = None
     # e.g. submitted, pending_review, graded, unsubmitted.
     workflow_state: str | None = None
+    # Source (get_submission_data), not in the docs: when the grade was posted to the
+    # student (null while hidden); the guid of the plagiarism tool (LTI 2 tool proxy) when
+    # the assignment has one, and in older Canvas versions [guid, old format] as well.
+    posted_at: datetime | None = None
+    associated_integration_id: str | None = None
+    associated_integration_ids: list[str] | None = None
 
 
 class SubmissionCreated(_SubmissionBody, kw_only=True):
@@ -79,33 +88,8 @@ class SubmissionCustomGradeStatus(CanvasBody, kw_only=True):
     updated_at: datetime | None = None
 
 
-class PlagiarismResubmit(CanvasBody, kw_only=True):
+class PlagiarismResubmit(_SubmissionBody, kw_only=True):
     """A submission was made to an assignment with plagiarism settings turned on."""
-
-    submission_id: Id
-    assignment_id: Id | None = None
-    user_id: Id | None = None
-    attempt: int | None = None
-    # Text-entry content, truncated to 8192 characters.
-    body: str | None = None
-    # The grade in the assignment's grading scheme (e.g. a letter grade).
-    grade: str | None = None
-    graded_at: datetime | None = None
-    # Set for group assignments.
-    group_id: Id | None = None
-    # An LTI guid, not a Canvas id.
-    lti_assignment_id: str | None = None
-    lti_user_id: str | None = None
-    score: float | None = None
-    # e.g. basic_lti_launch, discussion_topic, media_recording, online_quiz,
-    # online_text_entry, online_upload, online_url.
-    submission_type: str | None = None
-    submitted_at: datetime | None = None
-    updated_at: datetime | None = None
-    # Set for online_url submissions.
-    url: str | None = None
-    # e.g. submitted, pending_review, graded, unsubmitted.
-    workflow_state: str | None = None
 
 
 EVENTS: dict[str, type[CanvasBody]] = {

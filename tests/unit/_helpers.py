@@ -1,6 +1,7 @@
 """Shared helpers for the unit tests of the pure core (``bridge.core``).
 
-Only the catalog fixtures under ``tests/fixtures/catalog`` are read; nothing else on disk.
+Only the fixtures under ``tests/fixtures/catalog`` and ``tests/fixtures/source`` are read;
+nothing else on disk.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ CATALOG = Path(__file__).resolve().parents[1] / "fixtures" / "catalog"
 CANVAS_LINES: list[bytes] = (CATALOG / "canvas-examples.jsonl").read_bytes().splitlines()
 CALIPER_LINES: list[bytes] = (CATALOG / "caliper-examples.jsonl").read_bytes().splitlines()
 CALIPER_NAMES: list[str] = (CATALOG / "caliper-expected-names.txt").read_text().split()
+# Payloads shaped as Canvas's source builds them, one per event type it emits (see its NOTICE.md).
+SOURCE_LINES: list[bytes] = (CATALOG.parent / "source" / "canvas-source-payloads.jsonl").read_bytes().splitlines()
 
 SOURCE = Source(topic="canvas.raw", partition=3, offset=1234, key=b"source-key")
 NOW_MS = 1_700_000_000_000

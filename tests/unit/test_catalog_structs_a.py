@@ -120,6 +120,10 @@ STRUCTS: dict[str, type[CanvasBody]] = {}
 for _area in AREAS:
     STRUCTS.update(_area.EVENTS)
 
+# Event types of these areas that Canvas's source emits and its docs do not document (no
+# example here; tests/unit/test_source_shapes.py decodes source-shaped payloads of them).
+SOURCE_ONLY = frozenset({"content_export_created", "master_migration_completed"})
+
 # line number in canvas-examples.jsonl -> (metadata.event_name, event type it is filed under).
 KNOWN_MISFILED: dict[int, tuple[str, str]] = {
     75: ("grade_change", "grade_override"),
@@ -238,7 +242,7 @@ def _camel_case(event_name: str) -> str:
 
 def test_every_event_type_has_a_struct_and_an_example() -> None:
     assert len(EVENT_NAMES) == len(set(EVENT_NAMES)) == 39
-    assert set(STRUCTS) == set(EVENT_NAMES)
+    assert set(STRUCTS) == set(EVENT_NAMES) | SOURCE_ONLY
     for name, struct in STRUCTS.items():
         assert struct.__name__ == _camel_case(name)
         assert issubclass(struct, CanvasBody)
