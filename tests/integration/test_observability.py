@@ -206,6 +206,7 @@ def test_endpoints(running_bridge: BridgeProcess) -> None:
     for series in ('canvas_bridge_events_published_total{event_name="account_created",format="canvas"} 0.0',
                    'canvas_bridge_duplicates_suppressed_total{event_name="account_created"} 0.0',
                    'canvas_bridge_unknown_fields_total{event_name="account_created"} 0.0',
+                   'canvas_bridge_missing_fields_total{event_name="account_created"} 0.0',
                    'canvas_bridge_dead_letters_total{reason="invalid_json"} 0.0',
                    'canvas_bridge_generic_events_total{format="caliper"} 0.0'):
         assert series in text.splitlines(), f"not declared at start: {series}"
