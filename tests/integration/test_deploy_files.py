@@ -1,16 +1,32 @@
 """Static checks of the deployment and observability files.
 
-Checked here, without a Docker engine: the compose file is valid and pins Kafka to the
-project's version, the Dockerfile passes hadolint, Prometheus accepts its config and the
+Checked here, without a Docker engine or a cluster: the compose file is valid and pins Kafka to
+the project's version, the Dockerfile passes hadolint, Prometheus accepts its config and the
 alert rules, and every PromQL expression in the Grafana dashboard and the alert rules uses
 only metrics that canvas-bridge (bridge/metrics.py) or prometheus_client actually export.
 
-The tools (docker-compose or the docker compose plugin, hadolint, promtool) are installed in
-CI; a test is skipped, saying which tool is missing, only when it cannot be found.
+The Kubernetes manifests (deploy/kubernetes) are rendered with kustomize (scripts/kustomize,
+a pinned version built from its Go module) for the base and every overlay, then:
+
+- every resource of a built-in kind passes strict schema validation (unknown fields refused)
+  for two Kubernetes versions, with the schemas the pinned PyPI package kubernetes-validate
+  bundles;
+- every custom resource (KEDA, Prometheus Operator) is checked against the models that the
+  pinned npm packages @kubernetes-models/keda and @kubernetes-models/prometheus-operator
+  generate from those operators' Go API types (tests/kubernetes/validate-crs.mjs);
+- the rendered PrometheusRule equals config/alerts.yml, the ConfigMap's files equal config/,
+  the settings of every overlay load with the bridge's own config loader, and the pieces fit
+  together (selectors, ports, secrets, the drain timeout, KEDA's bounds).
+
+The image built and run is tests/integration/test_container.py. The tools (docker-compose or
+the docker compose plugin, hadolint, promtool, go, node and npm) are installed in CI; a test is
+skipped, saying which tool is missing, only when it cannot be found.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import re
@@ -18,8 +34,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import kubernetes_validate
 import pytest
+import yaml
+
+from bridge.config import load_config
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -31,6 +53,9 @@ DATASOURCE = ROOT / "config" / "grafana" / "provisioning" / "datasources" / "pro
 DASHBOARD_PROVIDER = ROOT / "config" / "grafana" / "provisioning" / "dashboards" / "canvas-bridge.yml"
 METRICS_PY = ROOT / "bridge" / "metrics.py"
 KAFKA_POM = ROOT / "scripts" / "kafka" / "pom.xml"
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+KUSTOMIZE = ROOT / "scripts" / "kustomize"
+CRD_CHECKS = ROOT / "tests" / "kubernetes"
 
 JOB_SELECTOR = 'job="canvas-bridge"'
 
@@ -158,50 +183,8 @@ def promql_metric_names(expr: str) -> set[str]:
     return names
 
 
-def _yaml_rules_fallback(text: str) -> list[dict[str, str]]:
-    """Alert rules (alert, expr, for, severity, summary, description) without PyYAML.
-
-    Understands what config/alerts.yml uses: ``key: value`` on one line, or a block scalar
-    (``|``, ``|-``, ``>``, ``>-``) whose lines are indented deeper than the key.
-    """
-    rules: list[dict[str, str]] = []
-    lines = text.splitlines()
-    i = 0
-    current: dict[str, str] | None = None
-    while i < len(lines):
-        line = lines[i]
-        m = re.match(r"^(\s*)(?:-\s+)?([A-Za-z_]+):\s*(.*?)\s*$", line)
-        i += 1
-        if not m or line.lstrip().startswith("#"):
-            continue
-        indent, key, value = len(m.group(1)), m.group(2), m.group(3)
-        if key == "alert":
-            current = {"alert": value.strip("'\"")}
-            rules.append(current)
-            continue
-        if current is None or key not in ("expr", "for", "severity", "summary", "description"):
-            continue
-        if value in ("|", "|-", "|+", ">", ">-", ">+"):
-            block: list[str] = []
-            while i < len(lines) and (
-                not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent
-            ):
-                block.append(lines[i].strip())
-                i += 1
-            value = ("\n" if value.startswith("|") else " ").join(b for b in block if b)
-        elif len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        current[key] = value
-    return rules
-
-
 def alert_rules() -> list[dict[str, str]]:
-    text = ALERTS.read_text(encoding="utf-8")
-    try:
-        import yaml  # type: ignore[import-untyped]
-    except ImportError:
-        return _yaml_rules_fallback(text)
-    doc = yaml.safe_load(text)
+    doc = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
     rules = []
     for group in doc["groups"]:
         for rule in group["rules"]:
@@ -276,6 +259,12 @@ def test_compose_pins_images_and_kafka_version() -> None:
         assert ":" in image and not image.endswith(":latest"), f"image {image} is not pinned to a tag"
     for service in ("kafka", "topics", "bridge", "producer", "prometheus", "grafana"):
         assert re.search(rf"(?m)^  {re.escape(service)}:\s*$", text), f"service {service} missing"
+
+
+def test_compose_gives_the_bridge_file_descriptor_headroom() -> None:
+    bridge = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]["bridge"]
+    nofile = bridge["ulimits"]["nofile"]
+    assert nofile["soft"] >= 65536 and nofile["hard"] >= nofile["soft"], nofile
 
 
 # -- Dockerfile -----------------------------------------------------------------------------
@@ -409,3 +398,328 @@ def test_every_metric_used_is_exported() -> None:
     assert not unknown, f"metrics not exported by canvas-bridge: {unknown}"
     # The dashboard should cover the service's own metrics, not only process ones.
     assert any(name.startswith("canvas_bridge_") for name in used)
+
+
+# -- Kubernetes -----------------------------------------------------------------------------
+
+#: Kubernetes versions whose schemas the rendered resources must pass (kubernetes-validate bundles them).
+KUBERNETES_VERSIONS = ("1.30", "1.33")
+#: The custom resources the manifests use, checked against their operators' models instead.
+CUSTOM_KINDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+#: The Secrets a user creates, and the keys the manifests read from them (README "Deploying on Kubernetes").
+SECRET_KEYS = {
+    "canvas-bridge-kafka": {"username", "password"},
+    "canvas-bridge-kafka-tls": {"ca.crt"},
+    "canvas-bridge-pii": {"secret"},
+}
+IMAGE_USER = 10001
+
+
+def kubernetes_targets() -> list[str]:
+    """The base and every overlay, as paths below deploy/kubernetes."""
+    return ["base", *sorted(f"overlays/{d.name}" for d in (KUBERNETES / "overlays").iterdir() if d.is_dir())]
+
+
+@functools.cache
+def _rendered(target: str) -> tuple[dict[str, Any], ...]:
+    version = re.search(r"(?m)^VERSION=(\S+)", KUSTOMIZE.read_text(encoding="utf-8"))
+    assert version, "scripts/kustomize pins no VERSION"
+    if not (ROOT / ".cache" / "bin" / f"kustomize-{version.group(1)}").is_file():
+        require_tool("go")  # scripts/kustomize builds it once
+    result = subprocess.run([str(KUSTOMIZE), "build", str(KUBERNETES / target)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=900, check=False)
+    assert result.returncode == 0, f"kustomize build {target} failed:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def rendered(target: str) -> list[dict[str, Any]]:
+    """``kustomize build`` of a target, as a fresh copy of its resources (a test may change it)."""
+    return copy.deepcopy(list(_rendered(target)))
+
+
+def all_rendered() -> list[tuple[str, dict[str, Any]]]:
+    return [(target, doc) for target in kubernetes_targets() for doc in rendered(target)]
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = of_kind(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def is_custom(doc: dict[str, Any]) -> bool:
+    group = doc["apiVersion"].rpartition("/")[0]
+    return "." in group and not group.endswith(".k8s.io")
+
+
+def pod_env(deployment: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The bridge container's environment: its ConfigMaps (envFrom), then its own env (secrets: a dummy)."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(docs, "ConfigMap")}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(configmaps[source["configMapRef"]["name"]])
+    for var in container.get("env", []):
+        env[var["name"]] = var.get("value", "from-a-secret")
+    return env
+
+
+def test_kubernetes_generated_files_are_current() -> None:
+    """The ConfigMap's files equal config/, the PrometheusRule's spec is config/alerts.yml."""
+    result = run([sys.executable, str(ROOT / "scripts" / "kubernetes_manifests.py"), "--check"])
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("target", kubernetes_targets())
+def test_kustomize_renders_the_bridge(target: str) -> None:
+    docs = rendered(target)
+    kinds = sorted(d["kind"] for d in docs)
+    for kind in ("ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"):
+        assert kind in kinds, f"{target}: no {kind}"
+    assert "StatefulSet" not in kinds
+    names = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert len(names) == len(set(names)), f"{target}: a resource twice"
+    for doc in docs:
+        labels = doc["metadata"].get("labels", {})
+        if doc["kind"] != "Namespace":
+            assert labels.get("app.kubernetes.io/part-of") == "canvas-bridge", f"{target}: {doc['kind']} unlabelled"
+
+
+def test_every_component_is_used_by_an_overlay() -> None:
+    components = {d.name for d in (KUBERNETES / "components").iterdir() if d.is_dir()}
+    used = set()
+    for overlay in (KUBERNETES / "overlays").iterdir():
+        spec = yaml.safe_load((overlay / "kustomization.yaml").read_text(encoding="utf-8"))
+        used |= {Path(c).name for c in spec.get("components", [])}
+    assert components <= used, f"components no overlay renders (so no test checks): {sorted(components - used)}"
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_rendered_resources_pass_strict_schema_validation(version: str) -> None:
+    checked = 0
+    for target, doc in all_rendered():
+        if is_custom(doc):
+            assert (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS, (
+                f"{target}: {doc['kind']} ({doc['apiVersion']}) has no schema check: add it to CUSTOM_KINDS "
+                "and to tests/kubernetes/validate-crs.mjs")
+            continue
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            raise AssertionError(f"{target}: {doc['kind']}/{doc['metadata']['name']} is invalid for "
+                                 f"Kubernetes {version}: {exc.message} at {list(exc.path)}") from None
+        checked += 1
+    assert checked >= 6 * len(kubernetes_targets())
+
+
+def test_strict_schema_validation_refuses_an_unknown_field() -> None:
+    """The check above bites: a misspelt field of the Deployment fails it."""
+    deployment = one(rendered("base"), "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFileSystem"] = True
+    with pytest.raises(kubernetes_validate.ValidationError, match="readOnlyRootFileSystem"):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def _check_custom_resources(resources: list[dict[str, Any]], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    node = require_tool("node")
+    npm = require_tool("npm")
+    lock = (CRD_CHECKS / "package-lock.json").read_bytes()
+    stamp = CRD_CHECKS / "node_modules" / ".canvas-bridge-lock"
+    if not stamp.is_file() or stamp.read_bytes() != lock:
+        installed = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--engine-strict=false"], cwd=CRD_CHECKS,
+                                   capture_output=True, text=True, timeout=600, check=False)
+        assert installed.returncode == 0, f"npm ci in tests/kubernetes failed:\n{installed.stderr}"
+        stamp.write_bytes(lock)
+    path = tmp_path / "resources.json"
+    path.write_text(json.dumps(resources), encoding="utf-8")
+    return subprocess.run([node, str(CRD_CHECKS / "validate-crs.mjs"), str(path)], cwd=CRD_CHECKS,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_custom_resources_match_their_operators_models(tmp_path: Path) -> None:
+    unique: dict[str, dict[str, Any]] = {}
+    for _, doc in all_rendered():
+        if is_custom(doc):
+            unique[json.dumps(doc, sort_keys=True)] = doc
+    resources = list(unique.values())
+    assert {(d["apiVersion"], d["kind"]) for d in resources} == CUSTOM_KINDS
+    result = _check_custom_resources(resources, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(resources)} custom resources checked, 0 errors" in result.stdout
+
+    # The check bites: an unknown field (a typo) and a wrong type are both refused.
+    scaled = next(d for d in resources if d["kind"] == "ScaledObject")
+    misspelt = copy.deepcopy(scaled)
+    misspelt["spec"]["maxReplicaCont"] = misspelt["spec"].pop("maxReplicaCount")
+    mistyped = copy.deepcopy(next(d for d in resources if d["kind"] == "ServiceMonitor"))
+    mistyped["spec"]["endpoints"][0]["interval"] = 15
+    result = _check_custom_resources([misspelt, mistyped], tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert "maxReplicaCont" in result.stdout and "interval" in result.stdout, result.stdout
+
+
+def test_prometheus_rule_equals_the_alert_rules() -> None:
+    rule = one(rendered("overlays/prometheus-operator"), "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    assert {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]} >= EXPECTED_ALERTS
+
+
+def test_configmap_files_equal_the_config_folder() -> None:
+    for target in kubernetes_targets():
+        docs = rendered(target)
+        files = next(c for c in of_kind(docs, "ConfigMap") if "bridge.toml" in c.get("data", {}))["data"]
+        assert files["bridge.toml"] == (ROOT / "config" / "bridge.toml").read_text(encoding="utf-8")
+        assert files["ferpa.toml"] == (ROOT / "config" / "ferpa.toml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("target", kubernetes_targets())
+def test_every_deployment_is_hardened_probed_and_bounded(target: str, tmp_path: Path) -> None:
+    docs = rendered(target)
+    deployments = of_kind(docs, "Deployment")
+    assert deployments
+    dockerfile_user = re.search(r"(?m)^USER\s+(\d+):(\d+)", DOCKERFILE.read_text(encoding="utf-8"))
+    assert dockerfile_user and int(dockerfile_user.group(1)) == IMAGE_USER
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] == IMAGE_USER, name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["enableServiceLinks"] is False, f"{name}: service links would add BRIDGE_* variables"
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pod_labels.items(), name
+        spreads = pod["topologySpreadConstraints"]
+        assert {s["topologyKey"] for s in spreads} >= {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+        for spread in spreads:
+            assert spread["labelSelector"]["matchLabels"] == selector, name
+        mounts = {v["name"] for c in pod["containers"] for v in c.get("volumeMounts", [])}
+        tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+        assert "emptyDir" in tmp and "tmp" in mounts, f"{name}: no writable /tmp"
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            assert {m["mountPath"] for m in container["volumeMounts"] if m["name"] == "tmp"} == {"/tmp"}
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= container["resources"][kind].keys(), f"{name}: {kind}"
+        # Longer than the drain: SIGTERM finishes and commits before the kubelet's SIGKILL.
+        config = load_pod_config(deployment, docs, tmp_path / name)
+        grace = pod["terminationGracePeriodSeconds"]
+        assert grace > config.delivery.drain_timeout_s + 5, (
+            f"{name}: terminationGracePeriodSeconds {grace} <= drain_timeout_s {config.delivery.drain_timeout_s} + 5")
+
+
+def load_pod_config(deployment: dict[str, Any], docs: list[dict[str, Any]], root: Path) -> Any:
+    """The bridge's config as the pod would load it: its env, its mounted config file, and its
+    secret files (stand-ins, created below ``root``), through bridge.config.load_config."""
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(docs, "ConfigMap")}
+    for mount in container["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        target = root / mount["mountPath"].lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        if "configMap" in volume:
+            for key, text in configmaps[volume["configMap"]["name"]].items():
+                (target / key).write_text(text, encoding="utf-8")
+        elif "secret" in volume:
+            name = volume["secret"]["secretName"]
+            keys = [i["key"] for i in volume["secret"].get("items", [])] or sorted(SECRET_KEYS[name])
+            assert set(keys) <= SECRET_KEYS[name], f"{name}: keys {keys} beyond {SECRET_KEYS[name]}"
+            for item in volume["secret"].get("items", []) or [{"key": k, "path": k} for k in keys]:
+                (target / item["path"]).write_text("a-secret-of-at-least-16-characters\n", encoding="utf-8")
+    env = {k: (str(root / v.lstrip("/")) if v.startswith("/") else v) for k, v in pod_env(deployment, docs).items()}
+    for var, value in env.items():
+        if var.startswith("BRIDGE_") and value.startswith(str(root)):
+            assert Path(value).is_file(), f"{var}={value.removeprefix(str(root))}: no such file in the pod"
+    return load_config(env=env)
+
+
+@pytest.mark.parametrize("target", kubernetes_targets())
+def test_settings_of_every_target_load_with_the_bridges_loader(target: str, tmp_path: Path) -> None:
+    """Every BRIDGE_* variable is a real setting with a valid value, and every file it names is
+    mounted (config file, secrets): a typo would stop every pod at start."""
+    docs = rendered(target)
+    config = load_pod_config(one(docs, "Deployment"), docs, tmp_path)
+    assert config.kafka.security_protocol == "SASL_SSL"
+    assert config.kafka.sasl_password_file.endswith("/kafka/password")
+    assert config.kafka.ssl_cafile.endswith("/kafka-tls/ca.crt")
+    assert config.pii.secret_file.endswith("/pii/secret")
+    components = set(yaml.safe_load((KUBERNETES / target / "kustomization.yaml").read_text()).get("components", []))
+    exactly_once = any(Path(c).name == "exactly-once" for c in components)
+    assert config.delivery.guarantee == ("exactly-once" if exactly_once else "at-least-once")
+
+
+def test_exactly_once_stays_a_deployment() -> None:
+    """One transactional producer per input partition fences a partition's previous owner,
+    whatever its pod name: no StatefulSet, no stable replica id."""
+    docs = rendered("overlays/exactly-once")
+    assert not of_kind(docs, "StatefulSet")
+    deployment = one(docs, "Deployment")
+    env = pod_env(deployment, docs)
+    assert env["BRIDGE_DELIVERY_GUARANTEE"] == "exactly-once"
+    assert "BRIDGE_DELIVERY_REPLICA_ID" not in env
+
+
+def _raw_partitions_in_compose() -> int:
+    m = re.search(r"--topic canvas\.raw --partitions (\d+)", COMPOSE.read_text(encoding="utf-8"))
+    assert m, "docker-compose.yml no longer creates canvas.raw with --partitions"
+    return int(m.group(1))
+
+
+def test_keda_scales_the_bridge_within_the_raw_partitions(tmp_path: Path) -> None:
+    docs = rendered("overlays/keda")
+    deployment, scaled = one(docs, "Deployment"), one(docs, "ScaledObject")
+    assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert spec["scaleTargetRef"]["envSourceContainerName"] in {
+        c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]}
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= _raw_partitions_in_compose()
+    trigger = one([{"kind": t["type"], **t} for t in spec["triggers"]], "kafka")
+    assert trigger["metadata"]["allowIdleConsumers"] == "false"
+    env = pod_env(deployment, docs)
+    for key in ("bootstrapServersFromEnv", "consumerGroupFromEnv", "topicFromEnv"):
+        assert trigger["metadata"][key] in env, f"{key} names no variable of the bridge container"
+    config = load_pod_config(deployment, docs, tmp_path)
+    # KEDA's Kafka connection matches the bridge's: SCRAM-SHA-512 over TLS, from the same Secrets.
+    keda_sasl = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+    assert trigger["metadata"]["sasl"] == keda_sasl[config.kafka.sasl_mechanism]
+    assert trigger["metadata"]["tls"] == "enable" and config.kafka.security_protocol.endswith("SSL")
+    auth = one(docs, "TriggerAuthentication")
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    for ref in auth["spec"]["secretTargetRef"]:
+        assert ref["key"] in SECRET_KEYS[ref["name"]], ref
+
+
+def test_metrics_service_monitor_and_budget_select_the_bridge_pods() -> None:
+    docs = rendered("overlays/prometheus-operator")
+    deployment, service = one(docs, "Deployment"), one(docs, "Service")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    ports = {p["name"]: p["containerPort"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert service["spec"]["clusterIP"] == "None", "headless: each replica is its own scrape target"
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"] and ports["metrics"] == 8080
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    endpoint = one([{"kind": "endpoint", **e} for e in monitor["spec"]["endpoints"]], "endpoint")
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert {"action": "replace", "targetLabel": "job", "replacement": "canvas-bridge"} in endpoint["relabelings"]
+    budget = one(docs, "PodDisruptionBudget")
+    assert budget["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert budget["spec"]["maxUnavailable"] == 1
