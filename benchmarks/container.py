@@ -147,9 +147,9 @@ def main() -> int:
     print(f"image_size_mb   {results['image_size_mb']} (base {results['base_size_mb']})")
     if "base_image_s" in results:
         print(f"base_image_s    {results['base_image_s']} (debootstrap + podman import, from scratch)")
-    print(f"build_cold_s    median {statistics.median(cold)} (runs {cold}; scripts/build-image TAG --no-cache, "
+    print(f"build_cold_s    median {statistics.median(cold):.1f} (runs {cold}; scripts/build-image TAG --no-cache, "
           "base present)")
-    print(f"build_cached_s  median {statistics.median(cached)} (runs {cached}; the same again, nothing changed)")
+    print(f"build_cached_s  median {statistics.median(cached):.1f} (runs {cached}; the same again, nothing changed)")
     for kind in ("container", "process"):
         mine = [r for r in rounds if r["kind"] == kind]
         drains = [float(r["drain_s"]) for r in mine]  # type: ignore[arg-type]
