@@ -156,8 +156,8 @@ def test_run_in_the_container_publishes_is_healthy_and_drains_on_podman_stop(
         assert "stopped (exit 0)" in bridge.log_tail(5)
         assert bridge.inspect()["State"]["ExitCode"] == 0
 
-    # Committed offsets, read by an independent client: every input below them was published
-    # (typed records or dead letters), and the container committed something.
+    # Committed offsets, read by an independent client (an admin client of the test): every input
+    # below them was published (typed records or dead letters), and the container committed something.
     committed = run(group_offsets(bootstrap, topics.group, topics.raw))
     assert sum(committed.values()) >= 2000, committed
     assert sum(committed.values()) < len(placed), "the container drained the whole stream: no load at stop"
@@ -166,6 +166,11 @@ def test_run_in_the_container_publishes_is_healthy_and_drains_on_podman_stop(
     committed_inputs = [i for i, (p, off) in enumerate(placed) if off < committed.get(p, 0)]
     missing = [i for i in committed_inputs if not all(m in seen for m in workload.inputs[i].markers)]
     assert not missing, f"{len(missing)} committed inputs have no output, e.g. {missing[:5]}"
+    # ... and the drain committed all it had published: nothing in flight was left uncommitted.
+    marker_input = workload.marker_of_input()
+    published = {marker_input[m] for m in seen if m in marker_input}
+    beyond = sorted(published - set(committed_inputs))
+    assert not beyond, f"{len(beyond)} inputs published but not committed at the stop, e.g. {beyond[:5]}"
     print(f"\nCONTAINER drain: podman stop -> exit 0 in {drain_s:.2f}s; committed {len(committed_inputs)} of "
           f"{len(placed)} inputs; outputs {report.outputs}")
 
