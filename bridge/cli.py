@@ -1,4 +1,4 @@
-"""``canvas-bridge``: run | transform | schema | replay | topics | check-config | produce."""
+"""``canvas-bridge``: run | ingest | transform | schema | replay | topics | check-config | produce."""
 
 from __future__ import annotations
 
@@ -43,6 +43,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     setup_logging(config.log.level, config.log.format)
     code: int = _run_async(run_service(config))
+    return code
+
+
+# -- ingest ---------------------------------------------------------------------------------
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from bridge.ingest.service import run_ingest
+    from bridge.logs import setup_logging
+
+    config = _load(args)
+    setup_logging(config.log.level, config.log.format)
+    code: int = _run_async(run_ingest(config))
     return code
 
 
@@ -342,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = with_config(sub.add_parser("run", help="consume the raw topic and publish typed topics"))
     s.set_defaults(func=cmd_run)
+    s = with_config(sub.add_parser("ingest", help="receive Canvas's HTTPS deliveries (signed JWTs) and Caliper "
+                                                  "sensor requests into the raw topic"))
+    s.set_defaults(func=cmd_ingest)
     s = with_config(sub.add_parser("transform", help="run the core offline: raw values in, JSON lines out"))
     s.add_argument("input", nargs="?", help="file of raw values, one per line (default: stdin)")
     s.set_defaults(func=cmd_transform)

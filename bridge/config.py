@@ -103,6 +103,35 @@ class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 8080
     admin: bool = False
+    max_connections: Annotated[int, msgspec.Meta(ge=4, le=100000)] = 64
+    idle_timeout_s: PositiveFloat = 5.0
+
+
+#: Instructure's production JWKS, as its Data Services setup doc gives it (HTTPS delivery, "Sign Payload").
+INSTRUCTURE_JWKS_URL = "https://8axpcl50e4.execute-api.us-east-1.amazonaws.com/main/jwks"
+
+
+class IngestSettings(_Section):
+    """``canvas-bridge ingest``: Canvas's HTTPS delivery (and the Caliper Sensor API) into the raw topic."""
+
+    host: str = "127.0.0.1"
+    port: Port = 8081
+    jwks_url: str = INSTRUCTURE_JWKS_URL
+    issuers: list[str] = msgspec.field(default_factory=list)
+    leeway_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 30.0
+    jwks_refresh_s: PositiveFloat = 3600.0
+    jwks_min_refetch_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    jwks_timeout_s: PositiveFloat = 5.0
+    ack_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=14000)] = 5000
+    max_in_flight: Positive = 1000
+    unsigned_token: str = ""
+    unsigned_token_file: str = ""
+    caliper_tokens_file: str = ""
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    max_connections: Annotated[int, msgspec.Meta(ge=4, le=100000)] = 2000
+    keepalive_timeout_s: PositiveFloat = 75.0
+    request_timeout_s: PositiveFloat = 10.0
 
 
 class LogSettings(_Section):
@@ -120,6 +149,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
     dedupe: DedupeSettings = msgspec.field(default_factory=DedupeSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     pii: PiiSettings = msgspec.field(default_factory=PiiSettings)
 
@@ -164,6 +194,14 @@ def _parse_env_value(var: str, raw: str, typ: Any) -> Any:
             return int(raw.strip())
         except ValueError:
             raise ConfigError(f"{var}={raw!r}: expected an integer") from None
+    if isinstance(typ, msgspec.inspect.ListType):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                return msgspec.json.decode(text)
+            except msgspec.DecodeError:
+                raise ConfigError(f"{var}: expected a JSON array or comma-separated values") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
     if isinstance(typ, msgspec.inspect.DictType):
         try:
             return msgspec.json.decode(raw)
@@ -256,10 +294,39 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError("set only one of pii.secret and pii.secret_file")
     if config.pii.secret_file and not Path(config.pii.secret_file).is_file():
         raise ConfigError(f"pii.secret_file: file {config.pii.secret_file} does not exist")
+    _check_ingest(config.ingest)
     try:
         PiiPolicy(config.pii)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _check_ingest(ingest: IngestSettings) -> None:
+    if ingest.jwks_url and not ingest.jwks_url.startswith(("https://", "http://")):
+        raise ConfigError(f"ingest.jwks_url (env BRIDGE_INGEST_JWKS_URL): {ingest.jwks_url!r} is not an http(s) URL; "
+                          "leave it empty to refuse every signed delivery")
+    if ingest.unsigned_token and ingest.unsigned_token_file:
+        raise ConfigError("set only one of ingest.unsigned_token and ingest.unsigned_token_file")
+    token = ingest.unsigned_token
+    for name in ("unsigned_token_file", "caliper_tokens_file", "tls_certfile", "tls_keyfile"):
+        value = getattr(ingest, name)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"ingest.{name} (env BRIDGE_INGEST_{name.upper()}): file {value} does not exist")
+    if ingest.unsigned_token_file:
+        token = read_secret("", ingest.unsigned_token_file)
+    if (ingest.unsigned_token or ingest.unsigned_token_file) and (
+            len(token) < 16 or not all(c.isalnum() or c in "-_.~" for c in token)):
+        raise ConfigError("ingest.unsigned_token (env BRIDGE_INGEST_UNSIGNED_TOKEN): at least 16 characters, "
+                          "letters, digits and -_.~ only (it is a URL path segment)")
+    if bool(ingest.tls_certfile) != bool(ingest.tls_keyfile):
+        raise ConfigError("ingest.tls_certfile and ingest.tls_keyfile go together (serving HTTPS needs both)")
+    if ingest.caliper_tokens_file:
+        from bridge.ingest.caliper import load_tokens
+
+        try:
+            load_tokens(ingest.caliper_tokens_file)
+        except ValueError as exc:
+            raise ConfigError(f"ingest.caliper_tokens_file: {exc}") from None
 
 
 def read_secret(value: str, file: str) -> str:
@@ -275,6 +342,8 @@ def redacted(config: Config) -> dict[str, Any]:
     for key in ("sasl_password", "ssl_key_password"):
         if out["kafka"].get(key):
             out["kafka"][key] = "***"
+    if out["ingest"].get("unsigned_token"):
+        out["ingest"]["unsigned_token"] = "***"
     if out["pii"].get("secret"):
         out["pii"]["secret"] = "***"
     return out

@@ -1,24 +1,73 @@
-"""The HTTP endpoints: ``/metrics`` (Prometheus), ``/healthz`` (alive), ``/readyz`` (ready).
+"""Every HTTP endpoint of every command: Starlette apps served by uvicorn (httptools), on anyio.
 
-A deliberately small HTTP/1.1 server on anyio: three GET routes and, when
-``http.admin = true``, ``POST /admin/pause`` and ``POST /admin/resume`` (stop and restart
-fetching, e.g. for maintenance). Each request gets one response and the connection closes.
+- ``probes_app(probes)``: ``/metrics`` (Prometheus), ``/healthz`` (alive), ``/readyz`` (ready) and,
+  when the service gives them, ``POST /admin/pause`` and ``POST /admin/resume``;
+- ``serve(host, port, probes, *, task_status)``: serve those until cancelled (``run``,
+  ``ingest``, ``ingest-sqs``);
+- ``HttpServer``: serve any ASGI app (the ingest routes) with a graceful ``stop()``.
+
+The HTTP side must never take the process down, whatever clients do. uvicorn parses HTTP; what
+it does not bound is added here, around its protocol (no parsing of our own):
+
+- **Connections are capped** (``Limits.max_connections``, never more than the file-descriptor
+  limit leaves for Kafka and the rest). A new connection over the cap closes the oldest *idle*
+  one (connected, no request in progress), else itself: a flood of silent connections cannot
+  starve the process of file descriptors, nor keep a scrape or a delivery out for long.
+- **A connection that never sends a request is closed** after ``idle_timeout_s``: uvicorn arms
+  its keep-alive timer only after a first response, so such a connection would otherwise be held
+  for ever.
+- **A request must arrive whole** within ``request_timeout_s`` from its first byte, with at most
+  ``max_header_bytes`` of request line and headers (431 beyond): no slow-loris.
+- **Accept errors** (``EMFILE``, ``ENFILE``, ``ENOBUFS``, ``ENOMEM``) stay in the event loop: they are
+  counted and logged at a bounded rate, and accepting resumes by itself.
+
+Every one of these is counted in ``canvas_bridge_http_*`` and logged at most once per 10 s per
+kind, so a flood does not flood the logs either.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import errno
 import logging
-from collections.abc import Callable
+import resource
+import socket
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
-from anyio.abc import SocketStream, TaskStatus
+import uvicorn
+from anyio.abc import TaskStatus
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from bridge import metrics
 
 log = logging.getLogger("bridge.http")
 
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "Bad Request", 503: "Service Unavailable"}
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+#: File descriptors kept free of HTTP connections: Kafka connections (one per broker and
+#: client, plus reconnects), the listening sockets, logs, the JWKS fetch, the Python runtime.
+FD_RESERVE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one HTTP server allows its clients."""
+
+    max_connections: int = 64
+    idle_timeout_s: float = 5.0  # connected, no request yet (or between keep-alive requests)
+    request_timeout_s: float = 10.0  # from a request's first byte to its last
+    max_header_bytes: int = 16384
+    shutdown_timeout_s: float = 10.0  # in-flight requests at stop
+    backlog: int = 1024
 
 
 @dataclass(slots=True)
@@ -30,59 +79,328 @@ class Probes:
     resume: Callable[[], None] | None = None
 
 
-def _response(status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
-    head = (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n"
-        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    )
-    return head.encode() + body
+# -- bounded-rate logging ------------------------------------------------------------------------
 
 
-def route(method: str, path: str, probes: Probes) -> bytes:
-    path = path.split("?", 1)[0]
-    if path == "/metrics":
-        if method not in ("GET", "HEAD"):
-            return _response(405, b"GET only\n")
-        return _response(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
-    if path == "/healthz":
-        return _response(200, b"ok\n")
-    if path == "/readyz":
+class RateLimitedLog:
+    """At most one line per kind per ``interval_s``; the next line says how many were skipped."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 10.0) -> None:
+        self._log = logger
+        self._interval = interval_s
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def warning(self, kind: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -1e9) < self._interval:
+            self._skipped[kind] = self._skipped.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        skipped = self._skipped.pop(kind, 0)
+        suffix = f" ({skipped} more like this in the last {self._interval:.0f}s)" if skipped else ""
+        self._log.warning(msg + suffix, *args)
+
+
+_rate_limited = RateLimitedLog(log)
+
+
+class _RateLimitFilter(logging.Filter):
+    """uvicorn's own warnings ("Invalid HTTP request received.", one per bad request) at a bounded rate."""
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self._interval = interval_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.exc_info:
+            return True  # an application error: keep every one
+        key = str(record.msg)
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) < self._interval:
+            return False
+        self._last[key] = now
+        return True
+
+
+_UVICORN_FILTER = _RateLimitFilter()
+logging.getLogger("uvicorn.error").addFilter(_UVICORN_FILTER)
+
+
+# -- the guarded protocol ----------------------------------------------------------------------
+
+
+def fd_budget(wanted: int) -> int:
+    """``wanted`` connections, or fewer when the process's file-descriptor limit cannot hold them."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(4, min(wanted, soft - FD_RESERVE))
+
+
+class _Guard:
+    """Per-server state: open connections in order of idleness, the limits, the counters."""
+
+    def __init__(self, name: str, limits: Limits, max_connections: int) -> None:
+        self.name = name
+        self.limits = limits
+        self.max_connections = max_connections
+        self.idle: dict[GuardedProtocol, None] = {}  # insertion order: oldest idle first
+        self.open = 0
+        self.gauge = metrics.HTTP_CONNECTIONS.labels(name)
+        self.closed = {reason: metrics.HTTP_CONNECTIONS_CLOSED.labels(name, reason)
+                       for reason in metrics.HTTP_CLOSE_REASONS}
+
+    def close(self, proto: GuardedProtocol, reason: str, detail: str) -> None:
+        self.closed[reason].inc()
+        _rate_limited.warning(f"{self.name}:{reason}", "http %s: %s", self.name, detail)
+        proto.transport.close()
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a connection cap, an idle timeout and a request deadline."""
+
+    guard: _Guard  # set on the per-server subclass
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        g = self.guard
+        g.open += 1
+        g.gauge.set(g.open)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = -1  # >= 0 while reading a request's head
+        g.idle[self] = None
+        self._arm_idle()
+        if g.open > g.max_connections:
+            victim = next((p for p in g.idle if p is not self), None)
+            if victim is not None:
+                g.close(victim, "evicted", f"{g.open} connections, over the limit of {g.max_connections}: "
+                                           "closed the oldest idle one")
+            else:
+                g.close(self, "over_limit", f"{g.open} connections busy, over the limit of {g.max_connections}: "
+                                            "refused a new one")
+
+    def _arm_idle(self) -> None:
+        # uvicorn's keep-alive timer, armed from the first byte of the connection on (uvicorn
+        # arms it only after a response); the first data received cancels it, as usual.
+        self._unset_keepalive_if_required()
+        self.timeout_keep_alive_task = self.loop.call_later(self.guard.limits.idle_timeout_s, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        if not self.transport.is_closing():
+            self.guard.closed["idle_timeout"].inc()
+            self.transport.close()
+
+    def _request_timeout(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.guard.close(self, "request_timeout",
+                             f"a request did not arrive whole within {self.guard.limits.request_timeout_s:.0f}s")
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_bytes >= 0:
+            self._header_bytes += len(data)
+            if self._header_bytes > self.guard.limits.max_header_bytes:
+                self.guard.closed["header_too_large"].inc()
+                _rate_limited.warning(f"{self.guard.name}:header_too_large",
+                                      "http %s: request head over %d bytes: answered 431", self.guard.name,
+                                      self.guard.limits.max_header_bytes)
+                self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
+                                     b"connection: close\r\n\r\n")
+                self.transport.close()
+                return
+        super().data_received(data)
+        if (self._deadline is None and not self.transport.is_closing()
+                and (self.cycle is None or self.cycle.response_complete)):
+            self._arm_idle()  # bytes that started no request (e.g. bare CRLFs): still idle
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.guard.idle.pop(self, None)
+        self._header_bytes = 0
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.guard.limits.request_timeout_s, self._request_timeout)
+
+    def on_headers_complete(self) -> None:
+        self._header_bytes = -1
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self.guard.idle[self] = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        g = self.guard
+        g.idle.pop(self, None)
+        g.open -= 1
+        g.gauge.set(g.open)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._unset_keepalive_if_required()
+        super().connection_lost(exc)
+
+
+def _accept_errors_contained(loop: asyncio.AbstractEventLoop) -> None:
+    """Count and log (bounded) the accept errors the loop reports, instead of one line each.
+
+    asyncio's loop reports ``EMFILE`` & co. on ``accept`` to its exception handler and retries a
+    second later; uvloop's libuv closes the pending connection with its spare descriptor.
+    Anything else goes to the handler that was there before.
+    """
+    if getattr(loop, "_bridge_accept_guard", False):
+        return
+    previous = loop.get_exception_handler()
+
+    def handler(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            metrics.HTTP_ACCEPT_ERRORS.labels(errno.errorcode.get(exc.errno or 0, "other")).inc()
+            _rate_limited.warning("accept", "http: accepting a connection failed (%s); the server keeps "
+                                  "serving and retries", exc.strerror)
+            return
+        if previous is not None:
+            previous(lp, context)
+        else:
+            lp.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    loop._bridge_accept_guard = True  # type: ignore[attr-defined]
+
+
+# -- serving -------------------------------------------------------------------------------------
+
+
+def _bind(host: str, port: int, backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class HttpServer:
+    """One ASGI app on one port, until ``stop()`` (graceful) or cancellation (also graceful, bounded)."""
+
+    def __init__(self, app: ASGIApp, host: str, port: int, *, name: str, limits: Limits | None = None,
+                 certfile: str = "", keyfile: str = "") -> None:
+        self.name = name
+        self.host = host
+        self.limits = limits or Limits()
+        budget = fd_budget(self.limits.max_connections)
+        if budget < self.limits.max_connections:
+            log.warning("http %s: %d connections allowed, not %d: the file-descriptor limit (ulimit -n) "
+                        "leaves no more beside Kafka", name, budget, self.limits.max_connections)
+        protocol = type(f"GuardedProtocol_{name}", (GuardedProtocol,),
+                        {"guard": _Guard(name, self.limits, budget)})
+        self._config = uvicorn.Config(
+            app, host=host, port=port, http=protocol, ws="none", lifespan="off", log_config=None,
+            access_log=False, proxy_headers=False, server_header=False,
+            timeout_keep_alive=max(1, round(self.limits.idle_timeout_s)),
+            timeout_graceful_shutdown=max(1, round(self.limits.shutdown_timeout_s)),
+            backlog=self.limits.backlog, ssl_certfile=certfile or None, ssl_keyfile=keyfile or None,
+        )
+        self._server = uvicorn.Server(self._config)
+        self._requested_port = port
+        self.port = 0
+        self._stopped = anyio.Event()
+
+    async def run(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Listen; report the bound port (port 0 picks one); serve until stopped or cancelled."""
+        sock = _bind(self.host, self._requested_port, self.limits.backlog)
+        self.port = sock.getsockname()[1]
+        _accept_errors_contained(asyncio.get_running_loop())
+        self._config.load()
+        server = self._server
+        server.lifespan = self._config.lifespan_class(self._config)
+        try:
+            await server.startup(sockets=[sock])
+            scheme = "https" if self._config.ssl else "http"
+            log.info("http %s on %s://%s:%d", self.name, scheme, self.host, self.port)
+            task_status.started(self.port)
+            await server.main_loop()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.limits.shutdown_timeout_s + 2):
+                if server.started:
+                    await server.shutdown(sockets=[sock])
+            sock.close()
+            self._stopped.set()
+
+    def stop(self) -> None:
+        """Stop accepting, answer the requests in flight (at most ``shutdown_timeout_s``), close."""
+        self._server.should_exit = True
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._server.server_state.connections)
+
+
+def probe_routes(probes: Probes, *, with_metrics: bool = True) -> list[BaseRoute]:
+    """``/metrics`` (unless ``with_metrics`` is false), ``/healthz``, ``/readyz`` and the admin routes."""
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
         ok, why = probes.ready()
-        return _response(200 if ok else 503, (why + "\n").encode())
-    if path in ("/admin/pause", "/admin/resume") and probes.pause is not None and probes.resume is not None:
-        if method != "POST":
-            return _response(405, b"POST only\n")
-        (probes.pause if path.endswith("pause") else probes.resume)()
-        return _response(200, f"{path.rsplit('/', 1)[1]}d\n".encode())
-    return _response(404, b"not found\n")
+        return PlainTextResponse(why + "\n", status_code=200 if ok else 503)
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    if with_metrics:
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    pause, resume = probes.pause, probes.resume
+    if pause is not None and resume is not None:
+        async def admin_pause(request: Request) -> Response:
+            pause()
+            return PlainTextResponse("paused\n")
+
+        async def admin_resume(request: Request) -> Response:
+            resume()
+            return PlainTextResponse("resumed\n")
+
+        routes += [Route("/admin/pause", admin_pause, methods=["POST"]),
+                   Route("/admin/resume", admin_resume, methods=["POST"])]
+    return routes
 
 
-async def _handle(stream: SocketStream, probes: Probes) -> None:
-    async with stream:
-        data = b""
-        with anyio.move_on_after(10):
-            while b"\r\n\r\n" not in data and len(data) < 16384:
-                try:
-                    chunk = await stream.receive(4096)
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    return
-                data += chunk
-        line = data.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = line.split()
-        reply = route(parts[0].upper(), parts[1], probes) if len(parts) >= 2 else _response(400, b"bad request\n")
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await stream.send(reply)
+def probes_app(probes: Probes) -> Starlette:
+    return Starlette(routes=probe_routes(probes))
 
 
-async def serve(host: str, port: int, probes: Probes, *, task_status: TaskStatus[int]) -> None:
-    """Listen until cancelled; reports the bound port to the task group (port 0 picks one)."""
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
-    bound = listener.extra(anyio.abc.SocketAttribute.local_port)
-    log.info("http endpoints on http://%s:%d (/metrics /healthz /readyz)", host, bound)
-    task_status.started(bound)
+def probe_limits(max_connections: int = 64, idle_timeout_s: float = 5.0) -> Limits:
+    """The limits of a probes-only port (``[http]``): few clients, short requests."""
+    return Limits(max_connections=max_connections, idle_timeout_s=idle_timeout_s, request_timeout_s=10.0,
+                  shutdown_timeout_s=1.0)
 
-    async def handler(stream: SocketStream) -> None:
-        await _handle(stream, probes)
 
-    async with listener:
-        await listener.serve(handler)
+async def serve(host: str, port: int, probes: Probes, *, limits: Limits | None = None, name: str = "probes",
+                task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``/metrics``, ``/healthz``, ``/readyz`` (+ admin) until cancelled; reports the bound port.
+
+    Raises ``OSError`` before ``task_status.started`` when the port cannot be bound.
+    """
+    server = HttpServer(probes_app(probes), host, port, name=name, limits=limits or probe_limits())
+    await server.run(task_status=task_status)

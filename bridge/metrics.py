@@ -139,6 +139,53 @@ INGEST_ACK_SECONDS = Histogram(
     ["source"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+INGEST_REQUESTS = Counter(
+    "canvas_bridge_ingest_requests_total",
+    "Requests to the ingest endpoints, by endpoint (events, caliper) and outcome (accepted, unauthorized, "
+    "bad_request, too_large, unavailable, unsupported_media_type, unsupported_version).",
+    ["endpoint", "outcome"],
+)
+INGEST_REQUEST_SECONDS = Histogram(
+    "canvas_bridge_ingest_request_seconds",
+    "Time to answer an ingest request, from its body's arrival to the answer (the broker's ack included).",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+INGEST_IN_FLIGHT = Gauge(
+    "canvas_bridge_ingest_requests_in_flight",
+    "Ingest requests waiting for the broker's acknowledgement (503 beyond ingest.max_in_flight).",
+)
+JWKS_REFRESHES = Counter(
+    "canvas_bridge_ingest_jwks_refreshes_total",
+    "Fetches of the JWKS, by trigger (startup, periodic, unknown_kid) and result (ok, failed).",
+    ["trigger", "result"],
+)
+JWKS_KEYS = Gauge(
+    "canvas_bridge_ingest_jwks_keys",
+    "RS256 signing keys in the cached JWKS.",
+)
+JWKS_AGE = Gauge(
+    "canvas_bridge_ingest_jwks_age_seconds",
+    "Seconds since the JWKS was last fetched successfully (-1 before the first success).",
+)
+HTTP_CONNECTIONS = Gauge(
+    "canvas_bridge_http_connections",
+    "Open HTTP connections, by server (probes, ingest).",
+    ["server"],
+)
+HTTP_CLOSE_REASONS = ("idle_timeout", "request_timeout", "evicted", "over_limit", "header_too_large")
+HTTP_CONNECTIONS_CLOSED = Counter(
+    "canvas_bridge_http_connections_closed_total",
+    "HTTP connections the server closed to protect itself, by server and reason (idle_timeout: no request "
+    "in time; request_timeout: a request not whole in time; evicted: the oldest idle one, over the connection "
+    "limit; over_limit: a new one while every connection was busy; header_too_large).",
+    ["server", "reason"],
+)
+HTTP_ACCEPT_ERRORS = Counter(
+    "canvas_bridge_http_accept_errors_total",
+    "Failures to accept an HTTP connection (EMFILE: the file-descriptor limit; ENFILE, ENOBUFS, ENOMEM).",
+    ["error"],
+)
 BUILD = Info(
     "canvas_bridge_build",
     "Build information: versions of canvas-bridge, Python and the Kafka client.",
@@ -161,6 +208,18 @@ def declare_ingest(source: str) -> None:
     INGEST_WRITTEN.labels(source)
     for reason in ("too_large", "unavailable"):
         INGEST_WRITE_FAILURES.labels(source, reason)
+
+
+def declare_ingest_http() -> None:
+    """The series of the HTTPS ingest endpoints, created up front."""
+    for endpoint in ("events", "caliper"):
+        INGEST_REQUEST_SECONDS.labels(endpoint)
+        for outcome in ("accepted", "unauthorized", "bad_request", "too_large", "unavailable"):
+            INGEST_REQUESTS.labels(endpoint, outcome)
+    for trigger in ("startup", "periodic", "unknown_kid"):
+        for result in ("ok", "failed"):
+            JWKS_REFRESHES.labels(trigger, result)
+    JWKS_AGE.set(-1)
 
 
 def declare(event_names: Iterable[tuple[str, str]], reasons: Iterable[str]) -> None:

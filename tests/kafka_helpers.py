@@ -148,7 +148,14 @@ async def committed_offsets(bootstrap: str, group: str, topic: str, partitions: 
 
 
 class BridgeProcess:
-    """``canvas-bridge run`` as a real subprocess, configured through BRIDGE_* variables."""
+    """``canvas-bridge run`` as a real subprocess, configured through BRIDGE_* variables.
+
+    ``command`` names another subcommand (``ingest``); ``preexec_fn`` runs in the child before
+    it starts (e.g. to lower its file-descriptor limit).
+    """
+
+    command = "run"
+    preexec_fn: Callable[[], None] | None = None
 
     def __init__(self, bootstrap: str, raw_topic: str, group: str, log_path: Path, **settings: str) -> None:
         self.http_port = free_port()
@@ -168,7 +175,8 @@ class BridgeProcess:
     def start(self) -> BridgeProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            [sys.executable, "-m", "bridge", self.command], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO, preexec_fn=self.preexec_fn,
         )
         log.close()
         return self

@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kerr
+from aiokafka.protocol.metadata import MetadataRequest
 from anyio.abc import TaskStatus
 
 from bridge import metrics
@@ -122,18 +123,42 @@ class RawWriter:
         if producer is not None:
             await _stop_quietly(producer)
 
+    async def probe(self, timeout_s: float) -> bool:
+        """Ask a broker for the raw topic's metadata: True when one answered within ``timeout_s``.
+
+        What a ``/readyz`` needs: a producer only notices a dead broker when it sends.
+        """
+        producer = self._producer
+        if producer is None:
+            return False
+        request = MetadataRequest([self._topic], allow_auto_topic_creation=False)
+        try:
+            with anyio.fail_after(timeout_s):
+                node = producer.client.get_random_node()
+                if node is None:
+                    return False
+                await producer.client.send(node, request)
+        except (kerr.KafkaError, OSError, TimeoutError):
+            return False
+        return True
+
     async def write(self, value: bytes, *, timeout_s: float, signed: bool = False,
-                    key_id: str | None = None, received_ms: int | None = None) -> None:
-        """Write one raw record and wait for the broker's acknowledgement (module docstring)."""
+                    key_id: str | None = None, received_ms: int | None = None, source: str | None = None) -> None:
+        """Write one raw record and wait for the broker's acknowledgement (module docstring).
+
+        ``source`` overrides the writer's own in the ``ingest_source`` header and the metrics (one
+        producer for the ``https`` and ``caliper`` endpoints of one process).
+        """
+        source = source or self._source
         if len(value) > self._max_bytes:
-            self._failed(TooLarge.reason)
+            self._failed(TooLarge.reason, source)
             raise TooLarge(f"{len(value)} bytes, over limits.max_message_bytes={self._max_bytes}")
         producer = self._producer
         if producer is None:
-            self._failed(Unavailable.reason)
+            self._failed(Unavailable.reason, source)
             raise Unavailable(self.last_error or "Kafka not reached yet")
         received = received_ms if received_ms is not None else time.time_ns() // 1_000_000
-        headers = raw_headers(self._source, signed=signed, key_id=key_id, received_ms=received)
+        headers = raw_headers(source, signed=signed, key_id=key_id, received_ms=received)
         started = time.perf_counter()
         try:
             with anyio.fail_after(timeout_s):
@@ -141,22 +166,26 @@ class RawWriter:
                     self._topic, value, key=raw_key(value), headers=headers)
                 await sent
         except TimeoutError:
-            self._failed(Unavailable.reason)
+            self._failed(Unavailable.reason, source)
             self.last_error = f"not acknowledged within {timeout_s:.1f}s"
             raise Unavailable(self.last_error) from None
         except _TOO_LARGE as exc:
-            self._failed(TooLarge.reason)
+            self._failed(TooLarge.reason, source)
             raise TooLarge(f"the broker refused the record as too large ({type(exc).__name__})") from exc
         except (kerr.KafkaError, OSError) as exc:
-            self._failed(Unavailable.reason)
+            self._failed(Unavailable.reason, source)
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             raise Unavailable(self.last_error) from exc
-        self._ack_seconds.observe(time.perf_counter() - started)
-        self._acked.inc()
+        if source == self._source:
+            self._ack_seconds.observe(time.perf_counter() - started)
+            self._acked.inc()
+        else:
+            metrics.INGEST_ACK_SECONDS.labels(source).observe(time.perf_counter() - started)
+            metrics.INGEST_WRITTEN.labels(source).inc()
         self.last_error = ""
 
-    def _failed(self, reason: str) -> None:
-        metrics.INGEST_WRITE_FAILURES.labels(self._source, reason).inc()
+    def _failed(self, reason: str, source: str) -> None:
+        metrics.INGEST_WRITE_FAILURES.labels(source, reason).inc()
 
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:
