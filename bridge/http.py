@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import httptools
 import uvicorn
 from anyio.abc import TaskStatus
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -158,6 +159,10 @@ class _Guard:
         proto.transport.close()
 
 
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback: the request line and headers are over the limit."""
+
+
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a connection cap, an idle timeout and a request deadline."""
 
@@ -169,7 +174,9 @@ class GuardedProtocol(HttpToolsProtocol):
         g.open += 1
         g.gauge.set(g.open)
         self._deadline: asyncio.TimerHandle | None = None
-        self._header_bytes = -1  # >= 0 while reading a request's head
+        self._in_head = True  # reading a request's head (or waiting for one)
+        self._head_bytes = 0  # bytes received while in the head
+        self._head_len = 0  # bytes of the request line and headers parsed so far
         g.idle[self] = None
         self._arm_idle()
         if g.open > g.max_connections:
@@ -199,37 +206,67 @@ class GuardedProtocol(HttpToolsProtocol):
                              f"a request did not arrive whole within {self.guard.limits.request_timeout_s:.0f}s")
 
     def data_received(self, data: bytes) -> None:
-        if self._header_bytes >= 0:
-            self._header_bytes += len(data)
-            if self._header_bytes > self.guard.limits.max_header_bytes:
-                self.guard.closed["header_too_large"].inc()
-                _rate_limited.warning(f"{self.guard.name}:header_too_large",
-                                      "http %s: request head over %d bytes: answered 431", self.guard.name,
-                                      self.guard.limits.max_header_bytes)
-                self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
-                                     b"connection: close\r\n\r\n")
-                self.transport.close()
+        # uvicorn's HttpToolsProtocol.data_received, plus the head-size limit (431).
+        self._unset_keepalive_if_required()
+        if self._in_head:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self._head_len > self.guard.limits.max_header_bytes:  # _HeadTooLarge, wrapped by httptools
+                self._refuse_head()
                 return
-        super().data_received(data)
-        if (self._deadline is None and not self.transport.is_closing()
-                and (self.cycle is None or self.cycle.response_complete)):
+            self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
+            return
+        except httptools.HttpParserUpgrade:
+            self._unsupported_upgrade_warning()  # no websockets here
+        if self.transport.is_closing():
+            return
+        if self._in_head and self._head_bytes > self.guard.limits.max_header_bytes:
+            self._refuse_head()  # a head still incomplete after that many bytes
+        elif self._deadline is None and (self.cycle is None or self.cycle.response_complete):
             self._arm_idle()  # bytes that started no request (e.g. bare CRLFs): still idle
+
+    def _refuse_head(self) -> None:
+        g = self.guard
+        g.closed["header_too_large"].inc()
+        _rate_limited.warning(f"{g.name}:header_too_large", "http %s: request head over %d bytes: answered 431",
+                              g.name, g.limits.max_header_bytes)
+        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
+                             b"connection: close\r\n\r\n")
+        self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.guard.idle.pop(self, None)
-        self._header_bytes = 0
+        self._head_len = 0
         if self._deadline is None:
             self._deadline = self.loop.call_later(self.guard.limits.request_timeout_s, self._request_timeout)
 
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count_head(self, n: int) -> None:
+        self._head_len += n
+        if self._head_len > self.guard.limits.max_header_bytes:
+            raise _HeadTooLarge
+
     def on_headers_complete(self) -> None:
-        self._header_bytes = -1
+        self._in_head = False
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        self._in_head = True
+        self._head_bytes = 0
         super().on_message_complete()
 
     def on_response_complete(self) -> None:

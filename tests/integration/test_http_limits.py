@@ -1,0 +1,190 @@
+"""The HTTP side never takes the process down: silent, slow and oversized clients are cut off.
+
+- 2,000 silent connections to ``canvas-bridge run``'s metrics port, with the bridge's
+  file-descriptor limit at 1,024: it keeps consuming and publishing, and ``/readyz`` answers
+  (issue #19: the hand-written server died of ``EMFILE`` here, exit 1).
+- In-process, with small limits: an idle connection, a slow-loris request head and an
+  oversized head are each closed (431 for the last), counted, while normal requests are served.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from bridge import metrics
+from bridge.http import HttpServer, Limits, Probes, probes_app
+from tests.kafka_helpers import BridgeProcess, catalog_lines, produce, run, unique, wait_until
+
+CONNECTIONS = 2000
+FD_LIMIT = 1024
+
+
+def _limit_fds() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+def _raise_own_fd_limit(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft >= wanted, f"the test needs {wanted} descriptors, its hard limit allows {soft}"
+
+
+def _open_silent(port: int, n: int) -> list[socket.socket]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            s.connect(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            continue
+        socks.append(s)
+    return socks
+
+
+def _closed_by_peer(s: socket.socket) -> bool:
+    s.setblocking(False)
+    try:
+        return s.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _events(tag: str, n: int) -> list[bytes]:
+    seed = json.loads(next(x for x in catalog_lines() if b'"outcomes.retry_outcome_alignment_clone"' in x))
+    out = []
+    for i in range(n):
+        seed["metadata"]["request_id"] = f"{tag}-{i}"
+        out.append(json.dumps(seed).encode())
+    return out
+
+
+@pytest.mark.broker
+def test_two_thousand_silent_connections_at_a_1024_fd_limit_leave_the_bridge_working(
+        bootstrap: str, raw_topic: str, tmp_path: Path) -> None:
+    _raise_own_fd_limit(CONNECTIONS + 200)
+    bridge = BridgeProcess(bootstrap, raw_topic, unique("g"), tmp_path / "bridge.log")
+    bridge.preexec_fn = _limit_fds
+    with bridge:
+        bridge.wait_ready()
+        run(produce(bootstrap, raw_topic, _events("before", 50)))
+        wait_until(lambda: bridge.metric("canvas_bridge_events_published_total") >= 50, 60, "first events")
+
+        socks = _open_silent(bridge.http_port, CONNECTIONS)
+        try:
+            assert len(socks) >= CONNECTIONS * 0.95, f"only {len(socks)} connections could be opened"
+            # Meanwhile the bridge goes on: it consumes and publishes new events...
+            run(produce(bootstrap, raw_topic, _events("during", 100)))
+            # ...and a scrape still gets through (it evicts the oldest silent connection).
+            wait_until(lambda: bridge.proc is not None and bridge.proc.poll() is None
+                       and bridge.metric("canvas_bridge_events_published_total") >= 150, 60,
+                       "events published while 2,000 connections are open")
+            # Silent connections are closed by the server, not held for ever.
+            wait_until(lambda: all(_closed_by_peer(s) for s in socks), 30, "the server to close every silent one")
+        finally:
+            for s in socks:
+                s.close()
+        assert bridge.proc is not None and bridge.proc.poll() is None, bridge.log_tail()
+        wait_until(lambda: bridge.get("/readyz")[0] == 200, 30, "/readyz to answer 200")
+        closed = (bridge.metric("canvas_bridge_http_connections_closed_total", 'reason="evicted"')
+                  + bridge.metric("canvas_bridge_http_connections_closed_total", 'reason="idle_timeout"'))
+        assert closed >= len(socks)
+        assert bridge.metric("canvas_bridge_http_accept_errors_total") == 0
+        assert bridge.metric("canvas_bridge_http_connections", 'server="probes"') <= 64
+        assert bridge.terminate() == 0
+    assert "Traceback" not in bridge.log_path.read_text(errors="replace")
+
+
+class _InProcess:
+    """A probes server with small limits, on its own event loop in a thread."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.server = HttpServer(probes_app(Probes(ready=lambda: (True, "ready"))), "127.0.0.1", 0,
+                                 name="limits-test", limits=limits)
+        self.port = 0
+        started = threading.Event()
+
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                self.port = await tg.start(self.server.run)
+                started.set()
+                await self.server.wait_stopped()
+                tg.cancel_scope.cancel()
+
+        self._thread = threading.Thread(target=anyio.run, args=(main,), daemon=True)
+        self._thread.start()
+        assert started.wait(10)
+
+    def stop(self) -> None:
+        self.server.stop()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def small() -> Iterator[_InProcess]:
+    server = _InProcess(Limits(max_connections=8, idle_timeout_s=1.0, request_timeout_s=2.0, max_header_bytes=4096,
+                               shutdown_timeout_s=1.0))
+    yield server
+    server.stop()
+
+
+def _closed(name: str, reason: str) -> float:
+    return metrics.HTTP_CONNECTIONS_CLOSED.labels(name, reason)._value.get()  # type: ignore[attr-defined, no-any-return]
+
+
+def test_idle_slow_and_oversized_clients_are_cut_off_while_others_are_served(small: _InProcess) -> None:
+    port = small.port
+    idle = socket.create_connection(("127.0.0.1", port))
+    slow = socket.create_connection(("127.0.0.1", port))
+    slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    big = socket.create_connection(("127.0.0.1", port))
+    big.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n")
+    answer = big.recv(200)
+    assert answer.startswith(b"HTTP/1.1 431")
+
+    started = time.monotonic()
+    for _ in range(4):  # the slow-loris client keeps trickling bytes of its head
+        time.sleep(0.6)
+        try:
+            slow.sendall(b"X-A: b\r\n")
+        except OSError:
+            break
+    wait_until(lambda: _closed_by_peer(idle), 5, "the idle connection to be closed")
+    wait_until(lambda: _closed_by_peer(slow), 5, "the slow request to be cut off")
+    assert time.monotonic() - started < 6
+    # Normal requests are served all along.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+        assert resp.status == 200
+    assert _closed("limits-test", "idle_timeout") >= 1
+    assert _closed("limits-test", "request_timeout") >= 1
+    assert _closed("limits-test", "header_too_large") >= 1
+    for s in (idle, slow, big):
+        s.close()
+
+
+def test_over_the_connection_limit_the_oldest_idle_connection_makes_room(small: _InProcess) -> None:
+    port = small.port
+    silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+    # A real request still gets through: each new connection evicts the oldest idle one.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+        assert resp.status == 200
+    wait_until(lambda: sum(_closed_by_peer(s) for s in silent[:12]) == 12, 5, "the oldest silent ones evicted")
+    assert _closed("limits-test", "evicted") >= 12
+    for s in silent:
+        s.close()
