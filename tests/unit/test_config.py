@@ -50,6 +50,13 @@ def test_env_overrides_the_file_and_the_defaults(tmp_path: Path) -> None:
         ({"BRIDGE_NO_SUCH_THING": "1"}, "BRIDGE_NO_SUCH_THING"),
         ({"BRIDGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "kafka.sasl_username"),
         ({"BRIDGE_TOPICS_DEAD_LETTER": "canvas.raw"}, "topics.dead_letter"),
+        ({"BRIDGE_INGEST_JWKS_URL": "ftp://keys.example/jwks"}, "ingest.jwks_url"),
+        ({"BRIDGE_INGEST_UNSIGNED_TOKEN": "short"}, "ingest.unsigned_token"),
+        ({"BRIDGE_INGEST_TLS_CERTFILE": "/nonexistent.pem", "BRIDGE_INGEST_TLS_KEYFILE": "/x"}, "ingest.tls_certfile"),
+        ({"BRIDGE_INGEST_TLS_KEYFILE": "/nonexistent.pem"}, "ingest.tls_keyfile"),
+        ({"BRIDGE_INGEST_ACK_TIMEOUT_MS": "60000"}, "ingest.ack_timeout_ms"),
+        ({"BRIDGE_INGEST_CALIPER_TOKENS_FILE": "/nonexistent"}, "ingest.caliper_tokens_file"),
+        ({"BRIDGE_HTTP_MAX_CONNECTIONS": "1"}, "http.max_connections"),
     ],
 )
 def test_bad_setting_fails_with_a_message_naming_it(env: dict[str, str], named: str) -> None:
