@@ -58,6 +58,8 @@ KUSTOMIZE = ROOT / "scripts" / "kustomize"
 CRD_CHECKS = ROOT / "tests" / "kubernetes"
 
 JOB_SELECTOR = 'job="canvas-bridge"'
+#: Selectors of the bridge's job and of canvas-bridge ingest's (the dashboard's ingest row, its alerts).
+JOB_SELECTORS = (JOB_SELECTOR, 'job="canvas-bridge-ingest"', 'job=~"canvas-bridge|canvas-bridge-ingest"')
 
 EXPECTED_ROWS = [
     "Throughput",
@@ -68,6 +70,7 @@ EXPECTED_ROWS = [
     "Freshness",
     "Rebalances, partitions and in-flight",
     "Process",
+    "Ingest (HTTPS from Canvas)",
 ]
 
 EXPECTED_ALERTS = {
@@ -78,6 +81,10 @@ EXPECTED_ALERTS = {
     "CanvasBridgeNoEvents",
     "CanvasBridgeFreshnessDegraded",
     "CanvasBridgeCommitFailures",
+    "CanvasBridgeIngestDown",
+    "CanvasBridgeIngestUnavailable",
+    "CanvasBridgeIngestRejectionsRising",
+    "CanvasBridgeIngestKeysStale",
 }
 
 
@@ -257,13 +264,20 @@ def test_compose_pins_images_and_kafka_version() -> None:
         if image == "canvas-bridge:local":  # built from the Dockerfile
             continue
         assert ":" in image and not image.endswith(":latest"), f"image {image} is not pinned to a tag"
-    for service in ("kafka", "topics", "bridge", "producer", "prometheus", "grafana"):
+    for service in ("kafka", "topics", "bridge", "ingest", "producer", "prometheus", "grafana"):
         assert re.search(rf"(?m)^  {re.escape(service)}:\s*$", text), f"service {service} missing"
 
 
 def test_compose_gives_the_bridge_file_descriptor_headroom() -> None:
     bridge = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]["bridge"]
     nofile = bridge["ulimits"]["nofile"]
+    assert nofile["soft"] >= 65536 and nofile["hard"] >= nofile["soft"], nofile
+
+
+def test_compose_runs_ingest_with_file_descriptor_headroom() -> None:
+    ingest = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]["ingest"]
+    assert ingest["command"] == ["ingest"]
+    nofile = ingest["ulimits"]["nofile"]
     assert nofile["soft"] >= 65536 and nofile["hard"] >= nofile["soft"], nofile
 
 
@@ -324,7 +338,7 @@ def test_alert_rules_are_complete() -> None:
     for rule in rules:
         for key in ("expr", "for", "severity", "summary", "description"):
             assert rule.get(key, "").strip(), f"alert {rule['alert']} has no {key}"
-        assert JOB_SELECTOR in rule["expr"], f"alert {rule['alert']} does not select {JOB_SELECTOR}"
+        assert any(sel in rule["expr"] for sel in JOB_SELECTORS), f"alert {rule['alert']} selects no job"
     down = next(r for r in rules if r["alert"] == "CanvasBridgeDown")
     assert re.sub(r"\s+", "", down["expr"]) == 'up{job="canvas-bridge"}==0'
 
@@ -364,7 +378,7 @@ def test_dashboard_structure() -> None:
 def test_dashboard_exprs_are_plain_promql() -> None:
     for title, expr in dashboard_exprs():
         assert "$" not in expr, f"panel {title!r} uses a Grafana variable: {expr}"
-        assert JOB_SELECTOR in expr or "vector(" in expr, f"panel {title!r} does not select {JOB_SELECTOR}"
+        assert any(sel in expr for sel in JOB_SELECTORS) or "vector(" in expr, f"panel {title!r} selects no job"
         assert expr.count("(") == expr.count(")"), f"panel {title!r}: unbalanced parentheses: {expr}"
         assert expr.count("{") == expr.count("}"), f"panel {title!r}: unbalanced braces: {expr}"
 

@@ -25,12 +25,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.conftest import Broker, require_tool
+from tests.ingest_helpers import IngestProcess, JwksServer, SigningKey, canvas_claims
 from tests.integration._prom import Prometheus
 from tests.kafka_helpers import REPO, BridgeProcess, catalog_lines, create_topics, produce, run, unique, wait_until
 
 ALERTS = REPO / "config" / "alerts.yml"
 DASHBOARD = REPO / "config" / "grafana" / "dashboards" / "canvas-bridge.json"
 JOB = "canvas-bridge"  # the job name the dashboard and the alerts select
+INGEST_JOB = "canvas-bridge-ingest"  # the same, for canvas-bridge ingest
 
 CANVAS = catalog_lines()
 CALIPER = catalog_lines("caliper-examples.jsonl")
@@ -123,6 +125,34 @@ class Feeder:
         assert not self._thread.is_alive(), "the feeder thread did not stop"
         if self._error is not None and exc[0] is None:
             raise AssertionError(f"the feeder failed: {self._error!r}") from self._error
+
+
+class CanvasPoster:
+    """Posts signed events to ingest in a thread (a few per second, one forged now and then)."""
+
+    def __init__(self, ingest: IngestProcess, key: SigningKey) -> None:
+        self._stop = threading.Event()
+        self.answers: list[int] = []
+
+        def main() -> None:
+            n = 0
+            while not self._stop.wait(0.2):
+                event = json.loads(SEED)
+                event["metadata"]["request_id"] = str(uuid.uuid4())
+                token = key.sign(canvas_claims(event))
+                self.answers.append(ingest.post("/events", token if n % 10 else token[:-4] + "AAAA").status)
+                n += 1
+
+        self._thread = threading.Thread(target=main, name="canvas-poster", daemon=True)
+
+    def __enter__(self) -> CanvasPoster:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        assert 200 in self.answers and 401 in self.answers, self.answers[:20]
 
 
 def dashboard_exprs() -> list[tuple[str, str]]:
@@ -317,13 +347,17 @@ def test_prometheus_evaluates_every_dashboard_and_alert_query(bootstrap: str, ra
     alert_names = alert_names_in_file()
     assert alert_names, "no alert rules found in config/alerts.yml"
 
-    with bridge_process(bootstrap, raw_topic, tmp_path) as bridge:
+    key = SigningKey("obs")
+    with bridge_process(bootstrap, raw_topic, tmp_path) as bridge, JwksServer([key]) as jwks, \
+            IngestProcess(bootstrap, raw_topic, tmp_path / "ingest.log", jwks.url) as ingest:
         bridge.wait_ready()
+        ingest.wait_ready()
         prom_dir = tmp_path / "prometheus"
         prom_dir.mkdir()
-        prom = Prometheus(binary, prom_dir, scrape_targets={JOB: [f"127.0.0.1:{bridge.http_port}"]},
+        prom = Prometheus(binary, prom_dir, scrape_targets={JOB: [f"127.0.0.1:{bridge.http_port}"],
+                                                            INGEST_JOB: [f"127.0.0.1:{ingest.http_port}"]},
                           rule_files=[ALERTS])
-        with prom, Feeder(bootstrap, raw_topic) as feeder:
+        with prom, Feeder(bootstrap, raw_topic) as feeder, CanvasPoster(ingest, key):
             # A few hundred records at once (while Prometheus starts scraping), then the feeder's trickle.
             n = produce_records(bootstrap, raw_topic, sample_load())
             wait_until(lambda: bridge.metric("canvas_bridge_events_consumed_total") >= n, 60,
