@@ -7,5 +7,8 @@ broker holds the record. Ingest does not decode, normalize or route: the bridge 
 bug there can be fixed and the raw topic replayed.
 
 - ``raw``: the pure part: the record key read from the event, and the ingest headers;
-- ``writer``: the producer side: size limit, acks=all, idempotence, the acknowledgement timeout.
+- ``writer``: the producer side: size limit, acks=all, idempotence, the acknowledgement timeout;
+- ``https``: ``canvas-bridge ingest``'s routes (``POST /events``, ``POST /caliper``) and the
+  verification of Canvas-signed deliveries; ``jwks``: Instructure's keys; ``caliper``: the Caliper
+  Sensor API's tokens and envelope check; ``service``: the command's lifecycle.
 """

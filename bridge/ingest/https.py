@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 import re
 import time
@@ -57,6 +56,7 @@ _rejections = RateLimitedLog(log)
 REGISTERED_CLAIMS = frozenset({"iss", "iat", "exp", "nbf", "jti", "aud", "sub"})
 _COMPACT_JWS = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _JSON = msgspec.json.Decoder()
+_ENCODE = msgspec.json.Encoder().encode
 RETRY_AFTER_S = "5"
 
 
@@ -156,7 +156,7 @@ class Verifier:
         except jwt.InvalidTokenError as exc:
             raise _unauthorized(f"invalid token ({type(exc).__name__})") from None
         event = {k: v for k, v in claims.items() if k not in REGISTERED_CLAIMS}
-        return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode(), kid
+        return _ENCODE(event), kid
 
 
 def parse_delivery(body: bytes) -> tuple[str, bytes]:
