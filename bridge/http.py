@@ -13,9 +13,10 @@ it does not bound is added here, around its protocol (no parsing of our own):
   limit leaves for Kafka and the rest). A new connection over the cap closes the oldest *idle*
   one (connected, no request in progress), else itself: a flood of silent connections cannot
   starve the process of file descriptors, nor keep a scrape or a delivery out for long.
-- **A connection that never sends a request is closed** after ``idle_timeout_s``: uvicorn arms
-  its keep-alive timer only after a first response, so such a connection would otherwise be held
-  for ever.
+- **A connection that never sends a request is closed** after ``idle_timeout_s`` (or
+  ``request_timeout_s`` if shorter): uvicorn arms its keep-alive timer only after a first
+  response, so such a connection would otherwise be held for ever. Between keep-alive requests,
+  ``idle_timeout_s``.
 - **A request must arrive whole** within ``request_timeout_s`` from its first byte, with at most
   ``max_header_bytes`` of request line and headers (431 beyond): no slow-loris.
 - **Accept errors** (``EMFILE``, ``ENFILE``, ``ENOBUFS``, ``ENOMEM``) stay in the event loop: they are
@@ -178,7 +179,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # bytes received while in the head
         self._head_len = 0  # bytes of the request line and headers parsed so far
         g.idle[self] = None
-        self._arm_idle()
+        # A new connection gets the shorter of the two: no request within request_timeout_s
+        # (ingest keeps idle keep-alive connections 75 s, but not a connection that never asked).
+        self._arm_idle(min(g.limits.idle_timeout_s, g.limits.request_timeout_s))
         if g.open > g.max_connections:
             victim = next((p for p in g.idle if p is not self), None)
             if victim is not None:
@@ -188,11 +191,12 @@ class GuardedProtocol(HttpToolsProtocol):
                 g.close(self, "over_limit", f"{g.open} connections busy, over the limit of {g.max_connections}: "
                                             "refused a new one")
 
-    def _arm_idle(self) -> None:
-        # uvicorn's keep-alive timer, armed from the first byte of the connection on (uvicorn
-        # arms it only after a response); the first data received cancels it, as usual.
+    def _arm_idle(self, seconds: float | None = None) -> None:
+        # uvicorn's keep-alive timer, armed from the connection's start on (uvicorn arms it only
+        # after a response); the first data received cancels it, as usual.
         self._unset_keepalive_if_required()
-        self.timeout_keep_alive_task = self.loop.call_later(self.guard.limits.idle_timeout_s, self._idle_timeout)
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.guard.limits.idle_timeout_s if seconds is None else seconds, self._idle_timeout)
 
     def _idle_timeout(self) -> None:
         if not self.transport.is_closing():

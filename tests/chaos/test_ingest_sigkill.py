@@ -138,3 +138,52 @@ def _markers(value: bytes) -> list[str]:
     if "metadata" in event:
         return [event["metadata"]["request_id"]]
     return [e["id"] for e in event.get("data", [])]
+
+
+def test_sigterm_answers_what_is_in_flight_writes_every_200_and_exits_0(broker: object, tmp_path: Path) -> None:
+    bootstrap: str = broker.bootstrap  # type: ignore[attr-defined]
+    topics = Topics.create(bootstrap, "ingest-term", partitions=3)
+    key = SigningKey("term-key")
+    workload = make_workload(3000, garbage_every=0)
+    tokens = [key.sign(canvas_claims(json.loads(i.value), ttl_s=3600)) for i in workload.inputs]
+    answers: list[tuple[int, int]] = []  # (input index, status)
+    lock = threading.Lock()
+    with JwksServer([key]) as jwks:
+        ingest = IngestProcess(bootstrap, topics.raw, tmp_path / "ingest.log", jwks.url,
+                               BRIDGE_DELIVERY_DRAIN_TIMEOUT_S="10")
+        with ingest:
+            ingest.wait_ready()
+            stop = threading.Event()
+
+            def poster(worker: int) -> None:
+                for i in range(worker, len(tokens), 8):
+                    if stop.is_set():
+                        return
+                    status = post(ingest.port, "/events", tokens[i].encode(), timeout=15).status
+                    with lock:
+                        answers.append((i, status))
+                    if status == 0:
+                        return  # the port is closed: ingest is draining
+
+            threads = [threading.Thread(target=poster, args=(w,), daemon=True) for w in range(8)]
+            for t in threads:
+                t.start()
+            wait_until(lambda: sum(1 for _, s in answers if s == 200) >= 300, 60, "300 deliveries accepted")
+            signalled = time.monotonic()
+            ingest.signal(signal.SIGTERM)
+            assert ingest.proc is not None
+            code = ingest.proc.wait(30)
+            drained_in = time.monotonic() - signalled
+            stop.set()
+            for t in threads:
+                t.join(30)
+    assert code == 0, ingest.log_tail()
+    assert drained_in <= 10 + 1, f"drain took {drained_in:.1f}s, over delivery.drain_timeout_s"
+    accepted = {i for i, s in answers if s == 200}
+    assert {s for _, s in answers} <= {200, 0, 503}, Counter(s for _, s in answers)
+    raw = run(read_all(bootstrap, topics.raw, min_count=len(accepted), timeout=60, idle=1.0))
+    on_raw = {m for r in raw for m in _markers(r.value or b"")}
+    missing = [i for i in accepted if not set(workload.inputs[i].markers) <= on_raw]
+    assert not missing, f"{len(missing)} deliveries got 200 but are not on the raw topic"
+    print(f"SIGTERM: {len(accepted)} accepted, drained in {drained_in:.2f}s, "
+          f"answers {dict(Counter(s for _, s in answers))}")
