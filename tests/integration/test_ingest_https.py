@@ -253,3 +253,38 @@ def test_the_ingest_port_answers_probes_but_not_metrics(env: Env) -> None:
     assert env.ingest.metric("canvas_bridge_ingest_jwks_keys") >= 1
     assert env.ingest.metric("canvas_bridge_ingest_jwks_age_seconds") >= 0
 
+
+
+def test_with_the_jwks_url_down_cached_keys_still_verify(env: Env) -> None:
+    marker = f"cached-{uuid.uuid4()}"
+    key = env.keys["k1"]
+    env.jwks.up = False
+    try:
+        time.sleep(1.1)  # past the unknown-kid refetch interval of this module's ingest
+        before = env.jwks.fetches
+        assert env.ingest.post("/events", key.sign(canvas_claims(seed_event(marker)))).status == 200
+        # An unknown kid tries the (dead) JWKS once, keeps the cache, and is refused.
+        assert env.ingest.post("/events", SigningKey("k-new").sign(canvas_claims(seed_event(marker)))).status == 401
+        assert env.jwks.fetches == before + 1
+        assert env.ingest.post("/events", key.sign(canvas_claims(seed_event(marker)))).status == 200
+        assert env.ingest.get("/readyz")[0] == 200  # loaded once: still ready
+        assert env.ingest.metric("canvas_bridge_ingest_jwks_refreshes_total", 'result="failed"') >= 1
+    finally:
+        env.jwks.up = True
+    assert len(env.raw_records_with(marker, 2)) == 2
+
+
+def test_not_ready_until_the_keys_were_loaded_once(broker: Any, tmp_path: Path) -> None:
+    raw = unique("raw-ingest-jwks")
+    run(create_topics(broker.bootstrap, [raw], partitions=1))
+    key = SigningKey("late")
+    with JwksServer([key]) as jwks:
+        jwks.up = False
+        with IngestProcess(broker.bootstrap, raw, tmp_path / "ingest.log", jwks.url) as ingest:
+            wait_until(lambda: jwks.fetches >= 1, 30, "the first JWKS fetch")
+            status, why = ingest.get("/readyz")
+            assert status == 503 and "JWKS" in why, (status, why)
+            assert ingest.post("/events", key.sign(canvas_claims(seed_event("late")))).status == 401
+            jwks.up = True
+            ingest.wait_ready(30)  # the startup fetch retries with backoff
+            assert ingest.post("/events", key.sign(canvas_claims(seed_event("late")))).status == 200
