@@ -128,9 +128,14 @@ class Verifier:
     async def event(self, token: str) -> tuple[bytes, str]:
         """(the event as JSON bytes, the kid); ``Refused`` (401) when anything fails."""
         try:
-            header = self._jwt._jws.get_unverified_header(token)
-        except jwt.InvalidTokenError:
+            # The header segment alone names the key (PyJWT's get_unverified_header would decode
+            # all three segments, and decode() does it again): the full token is decoded and its
+            # header validated by PyJWT below, once the key is known.
+            header = _JSON.decode(_PyJWS._decode_base64url_segment(token.partition(".")[0].encode(), "header"))
+        except (jwt.InvalidTokenError, msgspec.DecodeError):
             raise _unauthorized("malformed JWT") from None
+        if not isinstance(header, dict):
+            raise _unauthorized("malformed JWT")
         alg = header.get("alg")
         if alg != "RS256":
             raise _unauthorized(f"algorithm {str(alg)[:16]!r} refused (RS256 only)")
@@ -203,6 +208,9 @@ class IngestRoutes:
         token = read_secret(ingest.unsigned_token, ingest.unsigned_token_file)
         self._unsigned = token.encode() if token else None
         self._caliper_tokens = load_tokens(ingest.caliper_tokens_file) if ingest.caliper_tokens_file else ()
+        # The labelled series, looked up once (a .labels() call per request costs a few µs).
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._latency = {e: metrics.INGEST_REQUEST_SECONDS.labels(e) for e in ("events", "caliper")}
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -309,8 +317,11 @@ class IngestRoutes:
             client = request.client.host if request.client else "?"
             _rejections.warning(f"{endpoint}:{outcome}", "%s %s from %s: %d %s", request.method,
                                 f"/{endpoint}", client, status, refused)
-        metrics.INGEST_REQUESTS.labels(endpoint, outcome).inc()
-        metrics.INGEST_REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+        counter = self._counters.get((endpoint, outcome))
+        if counter is None:
+            counter = self._counters[endpoint, outcome] = metrics.INGEST_REQUESTS.labels(endpoint, outcome)
+        counter.inc()
+        self._latency[endpoint].observe(time.perf_counter() - started)
         return response
 
 
