@@ -172,7 +172,9 @@ def wrk(port: int, tokens_file: Path, seconds: float, connections: int, work: Pa
 def hey(port: int, token: str, seconds: float, rate: float, work: Path) -> dict[str, Any]:
     body = work / "token.jwt"
     body.write_text(token)
-    workers = 50  # hey's workers wait for each answer: enough of them to offer the rate at ~50 ms latency
+    # hey's workers wait for each answer (a closed loop): 200 workers at rate/200 each keep offering
+    # the rate as long as answers take under 200 ms; the achieved rate is reported beside.
+    workers = max(10, min(200, int(rate / 5)))
     out = subprocess.run(["hey", "-z", f"{int(seconds)}s", "-c", str(workers), "-q", str(rate / workers),
                           "-m", "POST", "-T", "application/jwt", "-D", str(body),
                           f"http://127.0.0.1:{port}/events"], capture_output=True, text=True, timeout=seconds + 60)
@@ -288,7 +290,8 @@ def main(argv: list[str]) -> int:
                 result[name] = {"saturation": sat, "paced": lat}
                 say(f"round {r + 1} {name}: {sat['ok_rps']:.0f} ok requests/s at saturation "
                     f"(non-2xx {sat['non_2xx']}, cpu {sat['cpu_cores']}), p50 {lat['p50_ms']:.1f} ms "
-                    f"p99 {lat['p99_ms']:.1f} ms at {args.rate:.0f}/s, status {lat['status']}")
+                    f"p99 {lat['p99_ms']:.1f} ms at {args.rate:.0f}/s offered ({lat['rps']:.0f}/s done), "
+                    f"status {lat['status']}")
             rounds.append(result)
 
         def median(name: str, part: str, key: str) -> float:
@@ -300,6 +303,7 @@ def main(argv: list[str]) -> int:
             "baseline_rps": median("baseline", "saturation", "ok_rps"),
             "ingest_p50_ms": median("ingest", "paced", "p50_ms"),
             "ingest_p99_ms": median("ingest", "paced", "p99_ms"),
+            "ingest_paced_rps": median("ingest", "paced", "rps"),
             "baseline_p50_ms": median("baseline", "paced", "p50_ms"),
             "baseline_p99_ms": median("baseline", "paced", "p99_ms"),
             "rate": args.rate, "connections": args.connections, "seconds": args.seconds,
@@ -318,6 +322,8 @@ def main(argv: list[str]) -> int:
         print(f"{f'p99 ms at {args.rate:,.0f}/s (hey)':<44}{summary['ingest_p99_ms']:>12.1f}"
               f"{summary['baseline_p99_ms']:>12.1f}  <= {TARGET_P99_MS:.0f}: "
               f"{'MET' if summary['ingest_p99_ms'] <= TARGET_P99_MS else 'NOT MET'}")
+        print(f"{f'requests/s achieved at {args.rate:,.0f}/s offered':<44}{summary['ingest_paced_rps']:>12,.0f}"
+              f"{median('baseline', 'paced', 'rps'):>12,.0f}")
         print(f"{'answers other than 200 (all phases)':<44}{non_ok:>12}")
         if args.json:
             args.json.write_text(json.dumps(summary, indent=2))
