@@ -33,16 +33,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tests.ingest_helpers import JwksServer, SigningKey, canvas_claims  # noqa: E402 - real keys, a local JWKS
 
 TARGET_EPS = 2000.0
 TARGET_P99_MS = 50.0
@@ -92,51 +92,18 @@ def _baseline(port: int) -> int:
     return 0
 
 
-# -- keys and tokens -----------------------------------------------------------------------------
+# -- tokens ----------------------------------------------------------------------------------------
 
 
-class Jwks:
-    """A signing key and a local HTTP server for its JWKS."""
-
-    def __init__(self) -> None:
-        import jwt
-        from cryptography.hazmat.primitives.asymmetric import rsa
-        from jwt.algorithms import RSAAlgorithm
-
-        self._jwt = jwt
-        self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = json.loads(RSAAlgorithm.to_jwk(self.private.public_key()))
-        jwk.update({"kid": "bench", "alg": "RS256", "use": "sig"})
-        body = json.dumps({"keys": [jwk]}).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/jwks"
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-
-    def tokens(self, n: int) -> list[str]:
-        """``n`` distinct Canvas events from the catalog, signed as Canvas signs them."""
-        lines = [x for x in (ROOT / "tests/fixtures/catalog/canvas-examples.jsonl").read_text().splitlines() if x]
-        now = int(time.time())
-        out = []
-        for i in range(n):
-            event = json.loads(lines[i % len(lines)])
-            event["metadata"]["request_id"] = f"bench-{i}"
-            claims = {**event, "iss": "bench", "iat": now, "exp": now + 7200, "jti": f"j{i}"}
-            out.append(self._jwt.encode(claims, self.private, algorithm="RS256", headers={"kid": "bench"}))
-        return out
-
-    def close(self) -> None:
-        self._httpd.shutdown()
+def signed_tokens(key: SigningKey, n: int) -> list[str]:
+    """``n`` distinct Canvas events from the catalog, signed as Canvas signs them."""
+    lines = [x for x in (ROOT / "tests/fixtures/catalog/canvas-examples.jsonl").read_text().splitlines() if x]
+    out = []
+    for i in range(n):
+        event = json.loads(lines[i % len(lines)])
+        event["metadata"]["request_id"] = f"bench-{i}"
+        out.append(key.sign(canvas_claims(event, ttl_s=7200)))
+    return out
 
 
 # -- load generators -----------------------------------------------------------------------------
@@ -236,7 +203,8 @@ def main(argv: list[str]) -> int:
     broker = None
     procs: list[subprocess.Popen[bytes]] = []
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
-    jwks = Jwks()
+    key = SigningKey("bench")
+    jwks = JwksServer([key]).__enter__()
     try:
         bootstrap = args.bootstrap
         if bootstrap is None:
@@ -253,7 +221,7 @@ def main(argv: list[str]) -> int:
                 await admin.close()
         asyncio.run(create())
 
-        tokens = jwks.tokens(args.tokens)
+        tokens = signed_tokens(key, args.tokens)
         tokens_file = work / "tokens.txt"
         tokens_file.write_text("\n".join(tokens) + "\n")
 
@@ -336,7 +304,7 @@ def main(argv: list[str]) -> int:
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        jwks.close()
+        jwks.__exit__(None, None, None)
         if broker is not None:
             broker.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -21,7 +21,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.kafka_helpers import BridgeProcess, free_port, wait_until
+from tests.kafka_helpers import BridgeProcess, free_port
 
 ISSUER = "https://live-events.canvas.test"
 
@@ -139,11 +139,3 @@ class IngestProcess(BridgeProcess):
     def post(self, path: str, body: bytes | str, headers: dict[str, str] | None = None,
              timeout: float = 15.0) -> Answer:
         return post(self.port, path, body.encode() if isinstance(body, str) else body, headers, timeout)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"ingest exited with {self.proc.returncode}:\n{self.log_tail()}")
-            return self.get("/readyz")[0] == 200
-        wait_until(ready, timeout, "ingest to report ready")
