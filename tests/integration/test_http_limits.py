@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import socket
@@ -188,3 +189,80 @@ def test_over_the_connection_limit_the_oldest_idle_connection_makes_room(small: 
     assert _closed("limits-test", "evicted") >= 12
     for s in silent:
         s.close()
+
+
+_EMFILE_SERVER = r"""
+import os, resource, sys, threading, time
+import anyio
+from bridge.http import HttpServer, Limits, Probes, probes_app
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+server = HttpServer(probes_app(Probes(ready=lambda: (True, "ready"))), "127.0.0.1", 0, name="emfile",
+                    limits=Limits(max_connections=1000, idle_timeout_s=2.0))
+
+def hog_then_release():
+    hog = []
+    try:
+        while True:
+            hog.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass  # every descriptor taken: each accept now fails with EMFILE
+    print("hogged", flush=True)
+    sys.stdin.readline()  # the test connected meanwhile
+    for fd in hog:
+        os.close(fd)
+    print("released", flush=True)
+
+async def main():
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.run)
+        print(port, flush=True)
+        await anyio.to_thread.run_sync(hog_then_release)
+        await anyio.sleep_forever()
+
+anyio.run(main, backend_options={"use_uvloop": sys.argv[1] == "uvloop"})
+"""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_accept_failing_with_emfile_is_contained_and_serving_resumes(loop: str) -> None:
+    """A server with every descriptor taken: connections it cannot accept do not kill it."""
+    import subprocess
+    import sys
+
+    from tests.kafka_helpers import REPO
+
+    proc = subprocess.Popen([sys.executable, "-c", _EMFILE_SERVER, loop], cwd=REPO, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        port = int(proc.stdout.readline())
+        assert proc.stdout.readline().strip() == "hogged"
+        for _ in range(20):  # each lands in the backlog; the server's accept fails with EMFILE
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.settimeout(0.2)
+                with contextlib.suppress(OSError):
+                    s.recv(100)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "released"
+
+        def metrics_text() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                    return resp.read().decode()
+            except OSError:
+                return ""
+        text = wait_until(metrics_text, 15, "the server to serve again")
+        assert proc.poll() is None
+        errors = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("canvas_bridge_http_accept_errors_total{"))
+        if loop == "asyncio":  # asyncio hands EMFILE to the loop's handler; libuv (uvloop) absorbs it itself
+            assert errors >= 1
+    finally:
+        proc.kill()
+        _, stderr = proc.communicate(timeout=10)
+    assert "Traceback" not in stderr, stderr[-3000:]
+    if loop == "asyncio":
+        assert stderr.count("accepting a connection failed") == 1, stderr[-2000:]  # bounded: once per 10 s
