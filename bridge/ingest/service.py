@@ -107,6 +107,8 @@ class IngestService:
             tg.start_soon(self.drain_watchdog)
             await tg.start(self.writer.run)
             if self.jwks is not None:
+                if self.jwks.url.startswith("http://"):
+                    log.warning("ingest.jwks_url is plain HTTP: anyone on the path could substitute keys")
                 await tg.start(self.jwks.run)
             else:
                 log.warning("ingest.jwks_url is empty: every signed delivery is refused")

@@ -106,11 +106,14 @@ def test_check_config_hides_secrets() -> None:
     import os
 
     env = {**os.environ, "BRIDGE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "BRIDGE_KAFKA_SASL_USERNAME": "u",
-           "BRIDGE_KAFKA_SASL_PASSWORD": "hunter2-very-secret"}
+           "BRIDGE_KAFKA_SASL_PASSWORD": "hunter2-very-secret",
+           "BRIDGE_INGEST_UNSIGNED_TOKEN": "url-token-very-secret-123"}
     result = bridge("check-config", env=env)
     assert result.returncode == 0
     assert b"hunter2-very-secret" not in result.stdout + result.stderr
+    assert b"url-token-very-secret-123" not in result.stdout + result.stderr
     assert json.loads(result.stdout)["kafka"]["sasl_password"] == "***"
+    assert json.loads(result.stdout)["ingest"]["unsigned_token"] == "***"
 
 
 def _ferpa(secret: str) -> list[dict[str, object]]:
