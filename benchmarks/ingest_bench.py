@@ -252,6 +252,7 @@ def main(argv: list[str]) -> int:
                 b0 = _cpu_seconds(broker_pid) if broker_pid else float("nan")
                 sat = wrk(port, tokens_file, args.seconds, args.connections, work)
                 sat["cpu_cores"] = round((_cpu_seconds(pids[name]) - cpu0) / args.seconds, 2)
+                sat["cpu_us_per_request"] = round(sat["cpu_cores"] * 1e6 / max(sat["rps"], 1.0), 1)
                 if broker_pid:
                     sat["broker_cpu_cores"] = round((_cpu_seconds(broker_pid) - b0) / args.seconds, 2)
                 lat = hey(port, tokens[r % len(tokens)], args.seconds, args.rate, work)
@@ -269,13 +270,15 @@ def main(argv: list[str]) -> int:
         summary = {
             "ingest_eps": median("ingest", "saturation", "ok_rps"),
             "baseline_rps": median("baseline", "saturation", "ok_rps"),
+            "ingest_cpu_us_per_request": median("ingest", "saturation", "cpu_us_per_request"),
+            "baseline_cpu_us_per_request": median("baseline", "saturation", "cpu_us_per_request"),
             "ingest_p50_ms": median("ingest", "paced", "p50_ms"),
             "ingest_p99_ms": median("ingest", "paced", "p99_ms"),
             "ingest_paced_rps": median("ingest", "paced", "rps"),
             "baseline_p50_ms": median("baseline", "paced", "p50_ms"),
             "baseline_p99_ms": median("baseline", "paced", "p99_ms"),
             "rate": args.rate, "connections": args.connections, "seconds": args.seconds,
-            "cpu_count": os.cpu_count(), "rounds": rounds,
+            "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "rounds": rounds,
         }
         non_ok = sum(r["ingest"]["saturation"]["non_2xx"] for r in rounds) + sum(
             n for r in rounds for code, n in r["ingest"]["paced"]["status"].items() if code != 200)
@@ -285,6 +288,8 @@ def main(argv: list[str]) -> int:
         print(f"{'requests/s at saturation (wrk, 200s only)':<44}{summary['ingest_eps']:>12,.0f}"
               f"{summary['baseline_rps']:>12,.0f}  >= {TARGET_EPS:,.0f}: "
               f"{'MET' if summary['ingest_eps'] >= TARGET_EPS else 'NOT MET'}")
+        print(f"{'CPU us per request at saturation':<44}{summary['ingest_cpu_us_per_request']:>12,.0f}"
+              f"{summary['baseline_cpu_us_per_request']:>12,.0f}")
         print(f"{f'p50 ms at {args.rate:,.0f}/s (hey)':<44}{summary['ingest_p50_ms']:>12.1f}"
               f"{summary['baseline_p50_ms']:>12.1f}")
         print(f"{f'p99 ms at {args.rate:,.0f}/s (hey)':<44}{summary['ingest_p99_ms']:>12.1f}"
