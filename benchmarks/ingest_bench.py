@@ -136,12 +136,12 @@ def wrk(port: int, tokens_file: Path, seconds: float, connections: int, work: Pa
                 int(non2xx.group(1)) / total if non2xx and total else 0.0))}
 
 
-def hey(port: int, token: str, seconds: float, rate: float, work: Path) -> dict[str, Any]:
+def hey(port: int, token: str, seconds: float, rate: float, work: Path, workers: int) -> dict[str, Any]:
     body = work / "token.jwt"
     body.write_text(token)
-    # hey's workers wait for each answer (a closed loop): 200 workers at rate/200 each keep offering
-    # the rate as long as answers take under 200 ms; the achieved rate is reported beside.
-    workers = max(10, min(200, int(rate / 5)))
+    # hey's workers wait for each answer (a closed loop), and their tickers start together: every
+    # 1/q s, `workers` requests arrive at once. Few workers keep those bursts small; a worker whose
+    # answer takes longer than workers/rate skips ticks (the achieved rate is reported beside).
     out = subprocess.run(["hey", "-z", f"{int(seconds)}s", "-c", str(workers), "-q", str(rate / workers),
                           "-m", "POST", "-T", "application/jwt", "-D", str(body),
                           f"http://127.0.0.1:{port}/events"], capture_output=True, text=True, timeout=seconds + 60)
@@ -186,6 +186,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="per measurement (10)")
     ap.add_argument("--rate", type=float, default=1000.0, help="requests/s for the latency figures (1000)")
     ap.add_argument("--connections", type=int, default=64, help="wrk connections at saturation (64)")
+    ap.add_argument("--hey-workers", type=int, default=10,
+                    help="hey workers (connections) at the fixed rate, each at rate/workers (10)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved baseline/ingest rounds (2)")
     ap.add_argument("--tokens", type=int, default=500, help="distinct signed events cycled through (500)")
     ap.add_argument("--broker-pid", type=int, default=None, help="with --bootstrap: the broker, for its CPU use")
@@ -255,7 +257,7 @@ def main(argv: list[str]) -> int:
                 sat["cpu_us_per_request"] = round(sat["cpu_cores"] * 1e6 / max(sat["rps"], 1.0), 1)
                 if broker_pid:
                     sat["broker_cpu_cores"] = round((_cpu_seconds(broker_pid) - b0) / args.seconds, 2)
-                lat = hey(port, tokens[r % len(tokens)], args.seconds, args.rate, work)
+                lat = hey(port, tokens[r % len(tokens)], args.seconds, args.rate, work, args.hey_workers)
                 result[name] = {"saturation": sat, "paced": lat}
                 say(f"round {r + 1} {name}: {sat['ok_rps']:.0f} ok requests/s at saturation "
                     f"(non-2xx {sat['non_2xx']}, cpu {sat['cpu_cores']}), p50 {lat['p50_ms']:.1f} ms "
@@ -277,7 +279,8 @@ def main(argv: list[str]) -> int:
             "ingest_paced_rps": median("ingest", "paced", "rps"),
             "baseline_p50_ms": median("baseline", "paced", "p50_ms"),
             "baseline_p99_ms": median("baseline", "paced", "p99_ms"),
-            "rate": args.rate, "connections": args.connections, "seconds": args.seconds,
+            "rate": args.rate, "connections": args.connections, "hey_workers": args.hey_workers,
+            "seconds": args.seconds,
             "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "rounds": rounds,
         }
         non_ok = sum(r["ingest"]["saturation"]["non_2xx"] for r in rounds) + sum(
