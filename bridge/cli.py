@@ -1,4 +1,4 @@
-"""``canvas-bridge``: run | ingest | transform | schema | replay | topics | check-config | produce."""
+"""``canvas-bridge``: run | ingest | ingest-sqs | transform | schema | replay | topics | check-config | produce."""
 
 from __future__ import annotations
 
@@ -56,6 +56,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     config = _load(args)
     setup_logging(config.log.level, config.log.format)
     code: int = _run_async(run_ingest(config))
+    return code
+
+
+# -- ingest-sqs -----------------------------------------------------------------------------
+
+
+def cmd_ingest_sqs(args: argparse.Namespace) -> int:
+    from bridge.ingest.sqs import run_ingest_sqs
+    from bridge.logs import setup_logging
+
+    config = _load(args)
+    setup_logging(config.log.level, config.log.format)
+    code: int = _run_async(run_ingest_sqs(config))
     return code
 
 
@@ -358,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = with_config(sub.add_parser("ingest", help="receive Canvas's HTTPS deliveries (signed JWTs) and Caliper "
                                                   "sensor requests into the raw topic"))
     s.set_defaults(func=cmd_ingest)
+    s = with_config(sub.add_parser("ingest-sqs", help="drain Canvas's SQS queue(s) into the raw topic ([sqs])"))
+    s.set_defaults(func=cmd_ingest_sqs)
     s = with_config(sub.add_parser("transform", help="run the core offline: raw values in, JSON lines out"))
     s.add_argument("input", nargs="?", help="file of raw values, one per line (default: stdin)")
     s.set_defaults(func=cmd_transform)

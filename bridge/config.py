@@ -9,6 +9,7 @@ settings (``raw_topic``, ``group_id``) by ``BRIDGE_<KEY>``. A bad value fails at
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -134,6 +135,25 @@ class IngestSettings(_Section):
     request_timeout_s: PositiveFloat = 10.0
 
 
+# -- [sqs]: canvas-bridge ingest-sqs ------------------------------------------------------------
+#: An SQS queue URL: scheme, host, account (ElasticMQ: 000000000000), queue name (SQS's rules).
+_QUEUE_URL = re.compile(r"^https?://[^/\s?#]+/[^/\s?#]+/[A-Za-z0-9_-]{1,80}(\.fifo)?$")
+
+
+class SqsSettings(_Section):
+    """Canvas's SQS delivery (``canvas-bridge ingest-sqs``); credentials come from the AWS chain."""
+
+    queue_urls: list[str] = msgspec.field(default_factory=list)
+    region: str = ""
+    endpoint_url: str = ""
+    wait_time_s: Annotated[int, msgspec.Meta(ge=0, le=20)] = 20
+    max_messages: Annotated[int, msgspec.Meta(ge=1, le=10)] = 10
+    visibility_timeout_s: Annotated[int, msgspec.Meta(ge=2, le=43200)] = 30
+    pollers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    write_timeout_s: PositiveFloat = 15.0
+# -- end [sqs] ------------------------------------------------------------------------------------
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -152,6 +172,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     pii: PiiSettings = msgspec.field(default_factory=PiiSettings)
+    sqs: SqsSettings = msgspec.field(default_factory=SqsSettings)
 
 
 class ConfigError(Exception):
@@ -207,6 +228,8 @@ def _parse_env_value(var: str, raw: str, typ: Any) -> Any:
             return msgspec.json.decode(raw)
         except msgspec.DecodeError:
             raise ConfigError(f"{var}: expected a JSON object, e.g. {{\"client_ip\": \"drop\"}}") from None
+    if isinstance(typ, msgspec.inspect.ListType):  # e.g. BRIDGE_SQS_QUEUE_URLS: comma-separated
+        return [item.strip() for item in raw.split(",") if item.strip()]
     if isinstance(typ, msgspec.inspect.FloatType):
         try:
             return float(raw.strip())
@@ -299,6 +322,22 @@ def _check_consistency(config: Config) -> None:
         PiiPolicy(config.pii)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    _check_sqs(config)
+
+
+def _check_sqs(config: Config) -> None:
+    sqs = config.sqs
+    for url in sqs.queue_urls:
+        if not _QUEUE_URL.match(url):
+            raise ConfigError(
+                f"sqs.queue_urls (env BRIDGE_SQS_QUEUE_URLS, comma-separated): {url!r} is not an SQS queue URL; "
+                "expected https://sqs.<region>.amazonaws.com/<account id>/<queue name>"
+            )
+    if len(set(sqs.queue_urls)) != len(sqs.queue_urls):
+        raise ConfigError("sqs.queue_urls (env BRIDGE_SQS_QUEUE_URLS) lists a queue twice")
+    if sqs.endpoint_url and not re.match(r"^https?://[^/\s?#]+/?$", sqs.endpoint_url):
+        raise ConfigError(f"sqs.endpoint_url (env BRIDGE_SQS_ENDPOINT_URL): {sqs.endpoint_url!r} is not an "
+                          "http(s)://host[:port] URL")
 
 
 def _check_ingest(ingest: IngestSettings) -> None:

@@ -186,6 +186,96 @@ HTTP_ACCEPT_ERRORS = Counter(
     "Failures to accept an HTTP connection (EMFILE: the file-descriptor limit; ENFILE, ENOBUFS, ENOMEM).",
     ["error"],
 )
+# -- SQS ingest (canvas-bridge ingest-sqs) --------------------------------------------------------
+# Label ``queue`` is the queue's name (the last part of its URL), never the URL: it carries the
+# AWS account id. The queues come from the config, so the label values are bounded.
+SQS_RECEIVED = Counter(
+    "canvas_bridge_sqs_messages_received_total",
+    "SQS messages received, by queue.",
+    ["queue"],
+)
+SQS_REDELIVERED = Counter(
+    "canvas_bridge_sqs_messages_redelivered_total",
+    "SQS messages received more than once (ApproximateReceiveCount > 1), by queue.",
+    ["queue"],
+)
+SQS_WRITTEN = Counter(
+    "canvas_bridge_sqs_messages_written_total",
+    "SQS messages written to the raw topic and acknowledged by the broker, by queue.",
+    ["queue"],
+)
+SQS_DELETED = Counter(
+    "canvas_bridge_sqs_messages_deleted_total",
+    "SQS messages deleted from their queue (each after its raw record was acknowledged), by queue.",
+    ["queue"],
+)
+SQS_LEFT = Counter(
+    "canvas_bridge_sqs_messages_left_total",
+    "SQS messages left in their queue for redelivery, by queue and reason (unavailable: Kafka did not "
+    "acknowledge; too_large: over limits.max_message_bytes; draining: released at shutdown).",
+    ["queue", "reason"],
+)
+SQS_RECEIVE_ERRORS = Counter(
+    "canvas_bridge_sqs_receive_errors_total",
+    "Failed ReceiveMessage calls, by queue and error (throttled, unreachable, denied, missing, server, other).",
+    ["queue", "error"],
+)
+SQS_DELETE_ERRORS = Counter(
+    "canvas_bridge_sqs_delete_errors_total",
+    "SQS messages written but not deleted (the delete failed after retries): they are received and "
+    "written again, and the bridge suppresses the copy. By queue.",
+    ["queue"],
+)
+SQS_VISIBILITY_EXTENSIONS = Counter(
+    "canvas_bridge_sqs_visibility_extensions_total",
+    "Messages whose visibility timeout was extended while their write was still waiting, by queue.",
+    ["queue"],
+)
+SQS_IN_FLIGHT = Gauge(
+    "canvas_bridge_sqs_messages_in_flight",
+    "SQS messages received and not yet deleted or left for redelivery, by queue.",
+    ["queue"],
+)
+SQS_HOLD_SECONDS = Histogram(
+    "canvas_bridge_sqs_message_seconds",
+    "Time from receiving a batch of SQS messages to deleting it (its writes acknowledged), by queue.",
+    ["queue"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SQS_LAST_MESSAGE = Gauge(
+    "canvas_bridge_sqs_last_message_timestamp_seconds",
+    "Unix time of the last message received from the queue (the process start time until the first).",
+    ["queue"],
+)
+SQS_QUEUE_MESSAGES = Gauge(
+    "canvas_bridge_sqs_queue_messages",
+    "The queue's own approximate message counts (GetQueueAttributes, every 15 s), by queue and state "
+    "(visible: waiting; in_flight: received by a consumer, not deleted; delayed).",
+    ["queue", "state"],
+)
+SQS_READY = Gauge(
+    "canvas_bridge_sqs_ready",
+    "1 when ingest-sqs is receiving: the queues answer and Kafka is reachable (the /readyz answer), else 0.",
+)
+SQS_RECEIVE_ERROR_KINDS = ("throttled", "unreachable", "denied", "missing", "server", "other")
+SQS_LEFT_REASONS = ("unavailable", "too_large", "draining")
+
+
+def declare_sqs(queues: Iterable[str], started_at: float) -> None:
+    """The SQS series of each queue, created up front (zeros, not gaps)."""
+    for queue in queues:
+        for counter in (SQS_RECEIVED, SQS_REDELIVERED, SQS_WRITTEN, SQS_DELETED, SQS_DELETE_ERRORS,
+                        SQS_VISIBILITY_EXTENSIONS):
+            counter.labels(queue)
+        for reason in SQS_LEFT_REASONS:
+            SQS_LEFT.labels(queue, reason)
+        for error in SQS_RECEIVE_ERROR_KINDS:
+            SQS_RECEIVE_ERRORS.labels(queue, error)
+        SQS_IN_FLIGHT.labels(queue).set(0)
+        SQS_LAST_MESSAGE.labels(queue).set(started_at)
+# -- end SQS ingest --------------------------------------------------------------------------------
+
+
 BUILD = Info(
     "canvas_bridge_build",
     "Build information: versions of canvas-bridge, Python and the Kafka client.",

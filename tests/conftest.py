@@ -1,8 +1,10 @@
-"""Session fixtures: the real Apache Kafka broker the integration tests talk to.
+"""Session fixtures: the real Apache Kafka broker the integration tests talk to, and the real
+SQS-compatible server (ElasticMQ) the SQS ingest tests talk to.
 
 The broker is started once per session with scripts/kafka-local, in a private state folder,
 and stopped at the end; or, when KAFKA_BOOTSTRAP_SERVERS is set, that broker is used as is
-(then the tests that stop and start the broker are skipped).
+(then the tests that stop and start the broker are skipped). ElasticMQ likewise, with
+scripts/sqs-local (or SQS_ENDPOINT_URL), started only when a test asks for it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_helpers import REPO, create_topics, run, unique
+from tests.sqs_helpers import ElasticMQ
 
 KAFKA_LOCAL = REPO / "scripts" / "kafka-local"
 
@@ -73,6 +76,22 @@ def raw_topic(bootstrap: str) -> str:
     name = unique("raw")
     run(create_topics(bootstrap, [name], partitions=3))
     return name
+
+
+@pytest.fixture(scope="session")
+def elasticmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ElasticMQ]:
+    """ElasticMQ for the session (scripts/sqs-local), stopped at the end: no process left behind."""
+    external = os.environ.get("SQS_ENDPOINT_URL")
+    if external:
+        yield ElasticMQ(external, None)
+        return
+    server = ElasticMQ.start_in(tmp_path_factory.mktemp("sqs-local"))
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert server.state_dir is not None
+        shutil.rmtree(server.state_dir, ignore_errors=True)
 
 
 def require_tool(name: str) -> str:

@@ -117,6 +117,37 @@ class RawWriter:
             with anyio.CancelScope(shield=True):
                 await self.close()
 
+    async def reachable(self, timeout_s: float) -> bool:
+        """The broker answers a metadata request for the raw topic, and every partition has a leader.
+
+        A readiness probe that costs one small request: an ingest path stops taking deliveries
+        while it is False (nothing received that could not be written); ``last_error`` says why.
+        """
+        producer = self._producer
+        if producer is None:
+            return False
+        try:
+            with anyio.fail_after(timeout_s):
+                node = producer.client.get_random_node()
+                if node is None:
+                    raise kerr.KafkaConnectionError("no broker known")
+                response = await producer.client.send(
+                    node, MetadataRequest([self._topic], allow_auto_topic_creation=False))
+        except (kerr.KafkaError, OSError, TimeoutError) as exc:
+            self.last_error = f"Kafka unreachable ({type(exc).__name__})"
+            return False
+        # Every version's topic is (error_code, name, ..., partitions); a partition
+        # (error_code, partition, leader, ...).
+        topic = next((t for t in response.topics if t[1] == self._topic), None)
+        if topic is None or topic[0] != 0:
+            code = topic[0] if topic is not None else -1
+            self.last_error = f"raw topic {self._topic} not available (Kafka error code {code}; does it exist?)"
+            return False
+        if not topic[-1] or any(p[2] < 0 for p in topic[-1]):
+            self.last_error = f"raw topic {self._topic}: a partition has no leader"
+            return False
+        return True
+
     async def close(self) -> None:
         """Flush what was sent and stop the producer."""
         producer, self._producer = self._producer, None
