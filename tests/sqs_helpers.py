@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,36 @@ class Sqs:
             if not got:
                 return out
             out += [m["Body"] for m in got]
+
+
+class SqsFeeder:
+    """Sends one new message every ``period`` seconds in a thread, so that every rate over the last
+    minute is non-zero; ``sent`` counts them."""
+
+    def __init__(self, sqs: Sqs, url: str, body: Callable[[], bytes], period: float = 0.25) -> None:
+        self.sqs, self.url, self.body, self.period = sqs, url, body, period
+        self.sent = 0
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="sqs-feeder", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            while not self._stop.wait(self.period):  # pacing the load, not synchronization
+                self.sent += self.sqs.send(self.url, [self.body().decode()], threads=1)
+        except BaseException as exc:  # reported by __exit__
+            self._error = exc
+
+    def __enter__(self) -> SqsFeeder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the SQS feeder thread did not stop"
+        if self._error is not None and exc[0] is None:
+            raise AssertionError(f"the SQS feeder failed: {self._error!r}") from self._error
 
 
 class IngestSqsProcess(BridgeProcess):

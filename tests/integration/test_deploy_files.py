@@ -71,6 +71,7 @@ EXPECTED_ROWS = [
     "Rebalances, partitions and in-flight",
     "Process",
     "Ingest (HTTPS from Canvas)",
+    "Ingest: SQS",
 ]
 
 EXPECTED_ALERTS = {
@@ -85,6 +86,11 @@ EXPECTED_ALERTS = {
     "CanvasBridgeIngestUnavailable",
     "CanvasBridgeIngestRejectionsRising",
     "CanvasBridgeIngestKeysStale",
+    "CanvasBridgeSqsNotReady",
+    "CanvasBridgeSqsReceiveErrors",
+    "CanvasBridgeSqsBacklogGrowing",
+    "CanvasBridgeSqsMessagesTooLarge",
+    "CanvasBridgeSqsNoMessages",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pytest
 
 from bridge.ingest.raw import raw_key
 from tests.chaos._util import GARBAGE, Input, Report, Topics, all_committed, check, make_workload, read_outputs
-from tests.conftest import Broker
+from tests.conftest import Broker, require_tool
 from tests.kafka_helpers import BridgeProcess, Record, create_topics, free_port, read_all, run, unique, wait_until
 from tests.sqs_helpers import ACCESS_KEY_ID, SECRET_ACCESS_KEY, ElasticMQ, IngestSqsProcess
 
@@ -268,7 +269,8 @@ def test_a_missing_queue_fails_at_start_naming_it(bootstrap: str, raw_topic: str
 
 
 @pytest.mark.timeout(120)
-def test_two_queues_are_drained_and_labelled_by_name(bootstrap: str, elasticmq: ElasticMQ, tmp_path: Path) -> None:
+def test_two_queues_are_drained_labelled_by_name_and_the_metrics_pass_promtool(
+        bootstrap: str, elasticmq: ElasticMQ, tmp_path: Path) -> None:
     raw_topic = unique("raw")
     run(create_topics(bootstrap, [raw_topic], partitions=3))
     sqs = elasticmq.client()
@@ -284,5 +286,9 @@ def test_two_queues_are_drained_and_labelled_by_name(bootstrap: str, elasticmq: 
         name = q.rsplit("/", 1)[1]
         assert f'canvas_bridge_sqs_messages_deleted_total{{queue="{name}"}} 30.0' in text
     assert "000000000000" not in text, "the account id is in a metric label"
+    out = subprocess.run([require_tool("promtool"), "check", "metrics"], input=text.encode(), capture_output=True,
+                         timeout=30)
+    problems = (out.stdout + out.stderr).decode().strip()
+    assert out.returncode == 0 and not problems, f"promtool check metrics (exit {out.returncode}):\n{problems}"
     raw = run(read_all(bootstrap, raw_topic, min_count=60))
     assert sorted(r.value.decode() for r in raw if r.value) == sorted(sent[queues[0]] + sent[queues[1]])

@@ -1,5 +1,6 @@
 """Observability on the real broker: the endpoints, the metrics text, lag, readiness, and a real
-Prometheus that scrapes the bridge and evaluates every dashboard query and alert rule.
+Prometheus that scrapes the bridge, ingest and ingest-sqs (fed from ElasticMQ) and evaluates every
+dashboard query and alert rule.
 
 The broker-stopping test is the last one of this module: it stops the session's shared broker
 (and always starts it again).
@@ -28,10 +29,12 @@ from tests.conftest import Broker, require_tool
 from tests.ingest_helpers import IngestProcess, JwksServer, SigningKey, canvas_claims
 from tests.integration._prom import Prometheus
 from tests.kafka_helpers import REPO, BridgeProcess, catalog_lines, create_topics, produce, run, unique, wait_until
+from tests.sqs_helpers import ElasticMQ, IngestSqsProcess, SqsFeeder
 
 ALERTS = REPO / "config" / "alerts.yml"
 DASHBOARD = REPO / "config" / "grafana" / "dashboards" / "canvas-bridge.json"
 JOB = "canvas-bridge"  # the job name the dashboard and the alerts select
+SQS_JOB = "canvas-bridge-ingest-sqs"  # and for canvas-bridge ingest-sqs
 INGEST_JOB = "canvas-bridge-ingest"  # the same, for canvas-bridge ingest
 
 CANVAS = catalog_lines()
@@ -339,8 +342,8 @@ def test_lag_rises_while_paused_and_drains_to_zero(bootstrap: str, raw_topic: st
 
 @pytest.mark.broker
 @pytest.mark.timeout(200)
-def test_prometheus_evaluates_every_dashboard_and_alert_query(bootstrap: str, raw_topic: str,
-                                                              tmp_path: Path) -> None:
+def test_prometheus_evaluates_every_dashboard_and_alert_query(bootstrap: str, raw_topic: str, tmp_path: Path,
+                                                              elasticmq: ElasticMQ) -> None:
     binary = require_tool("prometheus")
     exprs = dashboard_exprs()
     assert len(exprs) >= 20, "the dashboard lost its queries"
@@ -348,16 +351,22 @@ def test_prometheus_evaluates_every_dashboard_and_alert_query(bootstrap: str, ra
     assert alert_names, "no alert rules found in config/alerts.yml"
 
     key = SigningKey("obs")
+    # Both ingest paths feed the same raw topic: HTTPS from a Canvas-like poster, SQS from a queue.
+    sqs = elasticmq.client()
+    queue = sqs.create_queue()
     with bridge_process(bootstrap, raw_topic, tmp_path) as bridge, JwksServer([key]) as jwks, \
-            IngestProcess(bootstrap, raw_topic, tmp_path / "ingest.log", jwks.url) as ingest:
-        bridge.wait_ready()
-        ingest.wait_ready()
+            IngestProcess(bootstrap, raw_topic, tmp_path / "ingest.log", jwks.url) as ingest, \
+            IngestSqsProcess(bootstrap, raw_topic, [queue], tmp_path / "ingest-sqs.log") as ingest_sqs:
+        for process in (bridge, ingest, ingest_sqs):
+            process.wait_ready()
         prom_dir = tmp_path / "prometheus"
         prom_dir.mkdir()
         prom = Prometheus(binary, prom_dir, scrape_targets={JOB: [f"127.0.0.1:{bridge.http_port}"],
-                                                            INGEST_JOB: [f"127.0.0.1:{ingest.http_port}"]},
+                                                            INGEST_JOB: [f"127.0.0.1:{ingest.http_port}"],
+                                                            SQS_JOB: [f"127.0.0.1:{ingest_sqs.http_port}"]},
                           rule_files=[ALERTS])
-        with prom, Feeder(bootstrap, raw_topic) as feeder, CanvasPoster(ingest, key):
+        with prom, Feeder(bootstrap, raw_topic) as feeder, CanvasPoster(ingest, key), \
+                SqsFeeder(sqs, queue, lambda: fresh(SEED)[1]) as sqs_feeder:
             # A few hundred records at once (while Prometheus starts scraping), then the feeder's trickle.
             n = produce_records(bootstrap, raw_topic, sample_load())
             wait_until(lambda: bridge.metric("canvas_bridge_events_consumed_total") >= n, 60,
@@ -423,6 +432,10 @@ def test_prometheus_evaluates_every_dashboard_and_alert_query(bootstrap: str, ra
             for metric in ("canvas_bridge_events_consumed_total", "canvas_bridge_events_published_total",
                            "canvas_bridge_dead_letters_total", "canvas_bridge_duplicates_suppressed_total"):
                 assert rate(metric) > 0, f"rate of {metric} over the last minute is 0"
+            for metric in ("canvas_bridge_sqs_messages_received_total", "canvas_bridge_sqs_messages_deleted_total"):
+                found = prom.samples(f'sum(rate({metric}{{job="{SQS_JOB}"}}[1m]))')
+                assert found and found[0][1] > 0, f"rate of {metric} over the last minute is 0"
+            assert sqs_feeder.sent > 0
             lag = prom.samples(f'sum(canvas_bridge_consumer_lag_records{{job="{JOB}"}})')
             assert lag and lag[0][1] < 1000, f"the bridge does not keep up with the feeder: lag {lag}"
             assert feeder.sent > 0
