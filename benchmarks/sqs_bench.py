@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import platform
 import resource
@@ -262,6 +263,9 @@ def main() -> int:
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
     args.pollers = [int(x) for x in args.pollers.split(",")]
+    # The bench queues have no redrive policy: ingest-sqs's warning about it, once per drain, is noise here.
+    logging.getLogger("bridge.ingest.sqs").setLevel(logging.ERROR)
+    load_at_start = os.getloadavg()
     broker = None if args.bootstrap else LocalBroker()
     sqs = None if args.endpoint else LocalSqs()
     try:
@@ -280,8 +284,10 @@ def main() -> int:
         print(f"{pollers:>7} {row['baseline_msgs_per_s']:>16.0f} {row['kafka_msgs_per_s']:>13.0f} "
               f"{row['kafka_vs_baseline']:>6.2f} {row['baseline_cpu_ms_per_1000']:>12.0f} / "
               f"{row['kafka_cpu_ms_per_1000']:<10.0f}")
+    load = {"start": [round(x, 2) for x in load_at_start], "end": [round(x, 2) for x in os.getloadavg()]}
+    print(f"load average (1/5/15 min) at start {load['start']}, at end {load['end']} on {os.cpu_count()} CPUs")
     result = {"messages": args.messages, "rounds": args.rounds, "summary": table, "runs": [asdict(d) for d in runs],
-              "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version()}}
+              "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "load_average": load}}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -399,6 +399,15 @@ class SqsIngest:
         log.info("signal received: no more receiving; finishing the %d messages held (at most %.0fs); a "
                  "second signal forces exit", self.held, self.config.delivery.drain_timeout_s)
         self.stop()
+        # The hard bound of the whole drain, flushing the producer included: a timer of the event
+        # loop, so that it fires whatever the tasks are doing (a shielded close too).
+        asyncio.get_running_loop().call_later(self.config.delivery.drain_timeout_s + 1.0, self._drain_overran)
+
+    def _drain_overran(self) -> None:
+        log.error("shutdown did not finish within delivery.drain_timeout_s=%.0fs; exiting",
+                  self.config.delivery.drain_timeout_s)
+        logging.shutdown()
+        os._exit(EXIT_DRAIN_TIMEOUT)
 
     def stop(self) -> None:
         """Start the drain: no more receiving (a waiting long poll is cancelled); finish what is held."""
@@ -494,6 +503,9 @@ class SqsIngest:
             else:
                 return
             self.failing.pop(queue.name, None)
+            if not queue.url.rsplit("/", 1)[-1].startswith("canvas-live-events"):
+                log.warning("queue %s: Canvas delivers only to queues whose name begins with canvas-live-events "
+                            "(Instructure's Data Services setup)", queue.name)
             if not attrs.get("RedrivePolicy"):
                 log.warning("queue %s has no redrive policy: a message that cannot be written (over "
                             "limits.max_message_bytes) will be received again every %ss, forever; give the "
@@ -521,7 +533,7 @@ class SqsIngest:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def drain_watchdog(self, pollers: anyio.CancelScope) -> None:
-        """At the drain deadline: cancel the pollers (they release what they hold), then a hard exit."""
+        """Shortly before the drain deadline: cancel the pollers; they release what they still hold."""
         await self.exit_requested.wait()
         margin = min(2.0, self.config.delivery.drain_timeout_s / 4)
         await anyio.sleep(max(0.0, self.drain_deadline - time.monotonic() - margin))
@@ -529,9 +541,6 @@ class SqsIngest:
                   "held (they are received again)", self.config.delivery.drain_timeout_s)
         self.drain_expired = True
         pollers.cancel()
-        await anyio.sleep(margin + 3.0)
-        logging.shutdown()
-        os._exit(EXIT_DRAIN_TIMEOUT)
 
     async def run(self, tg: TaskGroup) -> int:
         """startup (clients, queue check) -> run (pollers) -> drain; the caller's task group owns the rest."""

@@ -237,6 +237,7 @@ def test_an_unreachable_sqs_endpoint_is_retried_with_backoff_and_not_ready(
             server.stop()
             stopped = time.monotonic()
             _, body = wait_until(lambda: (s := ingest.get("/readyz"))[0] == 503 and s, 40, "/readyz 503")
+            not_ready_after = time.monotonic() - stopped
             assert "receiving fails" in body and name in body and "unreachable" in body, body
             errors_at = ingest.metric("canvas_bridge_sqs_receive_errors_total", 'error="unreachable"')
             time.sleep(6)  # measuring a rate over a fixed window, not synchronizing
@@ -250,7 +251,7 @@ def test_an_unreachable_sqs_endpoint_is_retried_with_backoff_and_not_ready(
             wait_until(lambda: ingest.metric("canvas_bridge_sqs_messages_deleted_total") == 1, 60,
                        "the message sent after the outage to be written and deleted")
             assert ingest.get("/readyz")[0] == 200
-            print(f"\nSQS outage: 503 within {time.monotonic() - stopped:.1f}s; {errors:.0f} errors in 6 s")
+            print(f"\nSQS outage: 503 {not_ready_after:.1f}s after ElasticMQ was gone; {errors:.0f} errors in 6 s")
         raw = run(read_all(bootstrap, raw_topic, min_count=1))
         assert [json.loads(r.value or b"")["metadata"]["user_id"] for r in raw] == ["back"]
     finally:
