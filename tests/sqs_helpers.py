@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +164,65 @@ class SqsFeeder:
         assert not self._thread.is_alive(), "the SQS feeder thread did not stop"
         if self._error is not None and exc[0] is None:
             raise AssertionError(f"the SQS feeder failed: {self._error!r}") from self._error
+
+
+class ThrottlingProxy:
+    """An HTTP proxy in front of the real ElasticMQ that, while ``throttle`` is set, answers every
+    request the way SQS does when it throttles (HTTP 400, error code ``RequestThrottled``) and
+    otherwise forwards it unchanged. ElasticMQ cannot be made to throttle; this puts SQS's answer
+    on the wire, and the client under test parses it with its own protocol code."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.throttle = False
+        self.throttled = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.throttle:
+                    proxy.throttled += 1
+                    self._answer(400, {"Content-Type": "application/x-amz-json-1.0",
+                                       "x-amzn-query-error": "RequestThrottled;Sender"},
+                                 b'{"__type":"com.amazonaws.sqs#RequestThrottled","message":"Rate exceeded"}')
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                request = urllib.request.Request(proxy.upstream + self.path, data=body, headers=headers,
+                                                 method="POST")
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as resp:
+                        self._answer(resp.status, {"Content-Type": resp.headers.get("Content-Type", "")}, resp.read())
+                except urllib.error.HTTPError as exc:
+                    self._answer(exc.code, {"Content-Type": exc.headers.get("Content-Type", "")}, exc.read())
+
+            def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client left (a long poll cancelled at shutdown)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sqs-proxy", daemon=True)
+
+    def __enter__(self) -> ThrottlingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
 
 
 class IngestSqsProcess(BridgeProcess):
