@@ -548,7 +548,12 @@ class SqsIngest:
             clients: dict[str, SQSClient] = {}
             for queue in self.queues:
                 clients[queue.name] = await stack.enter_async_context(self._client(queue))
-            await self.check_queues(clients)
+            with anyio.CancelScope() as scope:  # SIGTERM while the queues do not answer: stop at once
+                self.receive_scopes.add(scope)
+                try:
+                    await self.check_queues(clients)
+                finally:
+                    self.receive_scopes.discard(scope)
             if self.should_exit:
                 return EXIT_OK
             self.started = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import time
 from collections import defaultdict
@@ -283,6 +284,29 @@ def test_a_throttling_sqs_endpoint_is_retried_with_backoff_and_not_ready(
         assert ingest.get("/readyz")[0] == 200
     print(f"\nSQS throttling: {errors:.0f} throttled receives in 4 s ({proxy.throttled} answers in all)")
     assert len(run(read_all(bootstrap, raw_topic, min_count=30))) == 30
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_while_the_queues_do_not_answer_exits_0_at_once(bootstrap: str, raw_topic: str,
+                                                                tmp_path: Path) -> None:
+    """An endpoint that accepts connections and never answers: not ready, and SIGTERM does not wait
+    for the request's 30 s read timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # never accepted: requests hang
+        port = silent.getsockname()[1]
+        ingest = IngestSqsProcess(bootstrap, raw_topic, [f"http://127.0.0.1:{port}/000000000000/canvas-live-events-x"],
+                                  tmp_path / "ingest.log").start()
+        try:
+            _, body = wait_until(lambda: (s := ingest.get("/readyz"))[0] == 503 and s, 30, "/readyz 503")
+            assert body.startswith("starting"), body
+            time.sleep(1)  # let the first GetQueueAttributes hang (not a synchronization)
+            signalled = time.monotonic()
+            assert ingest.terminate(20) == 0, ingest.log_tail()
+            took = time.monotonic() - signalled
+        finally:
+            ingest.kill()
+    assert took < 3, f"SIGTERM took {took:.1f}s"
 
 
 @pytest.mark.timeout(60)
