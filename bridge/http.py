@@ -50,6 +50,7 @@ from starlette.routing import BaseRoute, Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bridge import metrics
+from bridge.config import Config
 
 log = logging.getLogger("bridge.http")
 
@@ -445,3 +446,10 @@ async def serve(host: str, port: int, probes: Probes, *, limits: Limits | None =
     """
     server = HttpServer(probes_app(probes), host, port, name=name, limits=limits or probe_limits())
     await server.run(task_status=task_status)
+
+
+async def serve_probes(config: Config, probes: Probes, *,
+                       task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+    """``serve`` on ``http.host:http.port`` with the ``[http]`` limits: what every command serves."""
+    await serve(config.http.host, config.http.port, probes, task_status=task_status,
+                limits=probe_limits(config.http.max_connections, config.http.idle_timeout_s))

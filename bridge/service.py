@@ -33,7 +33,7 @@ from bridge.dedupe import Deduplicator
 from bridge.delivery import Batch, Delivery, FatalDeliveryError, InFlight
 from bridge.events import CANVAS_EVENTS
 from bridge.events.caliper import CALIPER_EVENTS
-from bridge.http import Probes, probe_limits, serve
+from bridge.http import Probes, serve_probes
 from bridge.kafka import TlsRefused, TopicCreator, check_credentials, make_consumer, make_producer, replica_id
 
 log = logging.getLogger("bridge.service")
@@ -401,8 +401,7 @@ async def _run(config: Config, bridge: Bridge, probes: Probes) -> int:
     async with anyio.create_task_group() as tg:
         tg.start_soon(bridge.drain_watchdog)
         try:
-            await tg.start(partial(serve, config.http.host, config.http.port, probes,
-                                   limits=probe_limits(config.http.max_connections, config.http.idle_timeout_s)))
+            await tg.start(partial(serve_probes, config, probes))
         except OSError as exc:
             log.error("cannot serve http on %s:%d (http.host/http.port, env BRIDGE_HTTP_HOST/"
                       "BRIDGE_HTTP_PORT): %s", config.http.host, config.http.port, exc.strerror or exc)

@@ -23,7 +23,7 @@ import anyio
 
 from bridge import metrics
 from bridge.config import Config
-from bridge.http import HttpServer, Limits, Probes, probe_limits, serve
+from bridge.http import HttpServer, Limits, Probes, serve_probes
 from bridge.ingest.https import IngestState, Verifier, build_app
 from bridge.ingest.jwks import JwksCache
 from bridge.ingest.writer import RawWriter
@@ -114,8 +114,7 @@ class IngestService:
                 log.warning("ingest.jwks_url is empty: every signed delivery is refused")
             for what, start in (
                 ("http.host/http.port, env BRIDGE_HTTP_HOST/BRIDGE_HTTP_PORT",
-                 partial(serve, config.http.host, config.http.port, self.probes,
-                         limits=probe_limits(config.http.max_connections, config.http.idle_timeout_s))),
+                 partial(serve_probes, config, self.probes)),
                 ("ingest.host/ingest.port, env BRIDGE_INGEST_HOST/BRIDGE_INGEST_PORT", self.server.run),
             ):
                 try:

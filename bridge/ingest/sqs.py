@@ -37,6 +37,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
@@ -56,7 +57,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from bridge import metrics
 from bridge.config import Config, ConfigError
-from bridge.http import Probes, serve
+from bridge.http import Probes, serve_probes
 from bridge.ingest.writer import RawWriter, TooLarge, WriteError
 
 if TYPE_CHECKING:
@@ -574,7 +575,7 @@ class SqsIngest:
 async def _serve_http(tg: TaskGroup, config: Config, probes: Probes) -> bool:
     """/metrics /healthz /readyz on http.host:http.port (the HTTP stack every command shares)."""
     try:
-        await tg.start(serve, config.http.host, config.http.port, probes)
+        await tg.start(partial(serve_probes, config, probes))
     except OSError as exc:
         log.error("cannot serve http on %s:%d (http.host/http.port, env BRIDGE_HTTP_HOST/BRIDGE_HTTP_PORT): %s",
                   config.http.host, config.http.port, exc.strerror or exc)

@@ -58,8 +58,9 @@ KUSTOMIZE = ROOT / "scripts" / "kustomize"
 CRD_CHECKS = ROOT / "tests" / "kubernetes"
 
 JOB_SELECTOR = 'job="canvas-bridge"'
-#: Selectors of the bridge's job and of canvas-bridge ingest's (the dashboard's ingest row, its alerts).
-JOB_SELECTORS = (JOB_SELECTOR, 'job="canvas-bridge-ingest"', 'job=~"canvas-bridge|canvas-bridge-ingest"')
+#: Selectors of the bridge's job and of the ingest commands' (the dashboard's ingest rows, their alerts).
+JOB_SELECTORS = (JOB_SELECTOR, 'job="canvas-bridge-ingest"', 'job=~"canvas-bridge|canvas-bridge-ingest"',
+                 'job="canvas-bridge-ingest-sqs"')
 
 EXPECTED_ROWS = [
     "Throughput",
@@ -86,6 +87,7 @@ EXPECTED_ALERTS = {
     "CanvasBridgeIngestUnavailable",
     "CanvasBridgeIngestRejectionsRising",
     "CanvasBridgeIngestKeysStale",
+    "CanvasBridgeSqsDown",
     "CanvasBridgeSqsNotReady",
     "CanvasBridgeSqsReceiveErrors",
     "CanvasBridgeSqsBacklogGrowing",
