@@ -4,6 +4,10 @@ After an upgrade that teaches the bridge a new event type or a new quirk, the de
 that now decode can be published to their typed topics. Reads the dead-letter topic from the
 beginning to its current end (no consumer group, nothing committed). Events that still cannot
 be decoded are counted and left where they are. ``--dry-run`` publishes nothing.
+
+Only committed records are read (``read_committed``): exactly-once bridges write dead letters
+inside transactions, and an aborted attempt leaves aborted records on the topic that were never
+dead-lettered for real.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ async def replay(config: Config, from_topic: str | None, *, dry_run: bool, reaso
     core = Core.from_config(config)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=config.kafka.bootstrap_servers, enable_auto_commit=False, group_id=None,
-        **security_kwargs(config),
+        isolation_level="read_committed", **security_kwargs(config),
     )
     producer = None if dry_run else AIOKafkaProducer(
         bootstrap_servers=config.kafka.bootstrap_servers, acks="all", enable_idempotence=True,

@@ -3,17 +3,31 @@ topics (not chaos, but the other half of "nothing is lost")."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from tests.chaos._util import Topics, all_committed, now_text, read_outputs
-from tests.kafka_helpers import REPO, BridgeProcess, catalog_lines, produce, run, wait_until
+from tests.kafka_helpers import (
+    REPO,
+    BridgeProcess,
+    catalog_lines,
+    create_topics,
+    produce,
+    read_all,
+    run,
+    unique,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
 
@@ -98,3 +112,37 @@ def test_replay_sends_fixed_dead_letters_back(bootstrap: str, spawn: Callable[..
     print()
     print(f"CHAOS replay: inputs={NAIVE + 2} outputs={len(outputs)} lost=0 duplicates=0 "
           f"seconds={time.monotonic() - started:.1f} recovered={summary['recovered']}")
+
+
+async def _dead_letters_with_aborted(bootstrap: str, topic: str, committed: list[bytes], aborted: list[bytes]) -> None:
+    """Write ``committed`` in committed transactions and ``aborted`` in aborted ones, interleaved,
+    as exactly-once bridges leave the dead-letter topic after a retried batch."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=unique("replay-dlq"), acks="all")
+    await producer.start()
+    try:
+        half, split = len(committed) // 2, len(aborted) // 2
+        for values, commit in ((committed[:half], True), (aborted[:split], False),
+                               (committed[half:], True), (aborted[split:], False)):
+            await producer.begin_transaction()
+            futures = [await producer.send(topic, v, key=b"k%d" % n) for n, v in enumerate(values)]
+            await asyncio.gather(*futures)  # on the log before the abort marker
+            await (producer.commit_transaction() if commit else producer.abort_transaction())
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.timeout(120)
+def test_replay_reads_committed_dead_letters_only(bootstrap: str) -> None:
+    topics = Topics.create(bootstrap, "replay-aborted", partitions=1)
+    run(create_topics(bootstrap, [topics.dlq], partitions=3))
+    committed = [b'{"metadata": {"request_id": "committed-%d"' % n for n in range(10_000)]
+    aborted = [b'{"metadata": {"request_id": "aborted-%d"' % n for n in range(100)]
+    run(_dead_letters_with_aborted(bootstrap, topics.dlq, committed, aborted))
+    on_log = run(read_all(bootstrap, topics.dlq, min_count=10_100, timeout=60))
+    assert sum(1 for r in on_log if (r.value or b"").startswith(b'{"metadata": {"request_id": "aborted-')) == 100
+
+    summary = _replay(topics.bridge(bootstrap, Path(os.devnull)), "--dry-run", "--from-topic", topics.dlq)
+    assert summary["read"] == 10_000, summary
+    assert summary["still_dead"] == {"invalid_json": 10_000}, summary
+    print()
+    print(f"CHAOS replay_aborted: dead_letters={len(on_log)} aborted=100 read={summary['read']}")
