@@ -467,6 +467,10 @@ def raw_tps(topic: str) -> list[TopicPartition]:
 _CHILDREN: list[subprocess.Popen[bytes]] = []
 
 
+def broker_port(bootstrap: str) -> int:
+    return int(bootstrap.split(",")[0].rsplit(":", 1)[1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -639,6 +643,33 @@ def host_busy_pct(before: tuple[int, int], after: tuple[int, int]) -> float | No
     return round(100 * (after[0] - before[0]) / dt, 1) if dt > 0 else None
 
 
+def broker_connections(pid: int, port: int) -> int:
+    """Established TCP connections of ``pid`` to ``port`` (the broker), from /proc: its sockets'
+    inodes matched against /proc/<pid>/net/tcp{,6}. Exactly-once opens a producer per raw partition."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    except OSError:
+        return 0
+    count = 0
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as fh:
+                next(fh)
+                for line in fh:
+                    f = line.split()
+                    # remote address (hex ip:port), state 01 = ESTABLISHED, inode
+                    if f[3] == "01" and int(f[2].rsplit(":", 1)[1], 16) == port and f[9] in inodes:
+                        count += 1
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    return count
+
+
 @dataclass
 class Drain:
     seconds: float
@@ -650,6 +681,7 @@ class Drain:
     cpu_s: float = 0.0
     host_busy_pct: float | None = None
     broker_cpu_s: float | None = None
+    broker_connections: int | None = None
 
 
 BROKER_PID: int | None = None  # our own broker's JVM, for its CPU time; None with --bootstrap
@@ -699,7 +731,8 @@ async def wait_drained(bootstrap: str, group: str, ends: dict[TopicPartition, in
                 broker1 = broker_cpu_s()
                 return Drain(seconds, first, at_first, max(rss_max, r), max(hwm, h), samples + 1,
                              cpu_s=tree_cpu_s(child.proc.pid), host_busy_pct=host_busy_pct(host0, host_cpu()),
-                             broker_cpu_s=broker1 - broker0 if broker1 and broker0 is not None else None)
+                             broker_cpu_s=broker1 - broker0 if broker1 and broker0 is not None else None,
+                             broker_connections=broker_connections(child.proc.pid, broker_port(bootstrap)))
             if now - child.spawned > limit_s:
                 raise BenchError(f"{child.name} did not drain {total} events within {limit_s:.0f}s "
                                  f"({done} committed):\n{child.tail()}")
@@ -725,6 +758,8 @@ def drain_figures(n: int, d: Drain) -> dict[str, Any]:
         out["broker_cpu_us_per_event"] = round(1e6 * d.broker_cpu_s / n, 1)
         out["broker_cores_used"] = round(d.broker_cpu_s / d.seconds, 2)
     out["host_busy_pct"] = d.host_busy_pct
+    if d.broker_connections is not None:
+        out["broker_connections"] = d.broker_connections  # when it had drained, before SIGTERM
     return out
 
 
@@ -1559,8 +1594,10 @@ def print_report(r: dict[str, Any]) -> None:
             if "cpu_us_per_event" in f0:
                 broker = (f", broker {f0['broker_cpu_us_per_event']:,.0f} µs/event"
                           if "broker_cpu_us_per_event" in f0 else "")
+                conns = (f"; {f0['broker_connections']} connections to the broker"
+                         if f0.get("broker_connections") is not None else "")
                 print(f"{'':<18}{'':>14}  CPU: its own {f0['cpu_us_per_event']:,.0f} µs/event "
-                      f"({f0['cores_used']} cores){broker}; host {f0['host_busy_pct']}% busy")
+                      f"({f0['cores_used']} cores){broker}; host {f0['host_busy_pct']}% busy{conns}")
         diag = r.get("diagnostics", {})
         for kind, what in (("core_passthrough", "passthrough + Core.process on each value (raw values out)"),
                            ("core_fanout", "passthrough + Core.process, typed records out (no delivery "
@@ -1696,6 +1733,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help=f"how long the paced producer offers --rate ({LATENCY_SECONDS:g})")
     ap.add_argument("--latency-client", choices=("kcat", "aiokafka"), default="kcat",
                     help="the consumer that times typed records in the latency phase (kcat; aiokafka: Python)")
+    ap.add_argument("--raw-partitions", type=int, default=RAW_PARTITIONS,
+                    help=f"partitions of every raw topic ({RAW_PARTITIONS})")
     ap.add_argument("--set", action="append", default=[], metavar="BRIDGE_NAME=VALUE",
                     help="a setting for the bridge under test only (repeatable), e.g. BRIDGE_TOPICS_PARTITIONS=1")
     args = ap.parse_args(argv)
@@ -1704,8 +1743,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if not sep or not name.startswith("BRIDGE_"):
             ap.error(f"--set {item!r}: expected BRIDGE_NAME=VALUE")
         BRIDGE_OVERRIDES[name] = value
-    if args.events < 1 or args.backlog < 1 or args.rate <= 0 or args.repeat < 1:
-        ap.error("--events, --backlog, --repeat must be >= 1 and --rate > 0")
+    if args.events < 1 or args.backlog < 1 or args.rate <= 0 or args.repeat < 1 or args.raw_partitions < 1:
+        ap.error("--events, --backlog, --repeat, --raw-partitions must be >= 1 and --rate > 0")
     if args.latency_seconds <= LATENCY_WARMUP_S:
         ap.error(f"--latency-seconds must be more than the {LATENCY_WARMUP_S:g} s of warm-up it discards")
     if args.profile is not None:
@@ -1741,11 +1780,12 @@ def sub_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global BROKER_PID
+    global BROKER_PID, RAW_PARTITIONS
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0].startswith("_"):
         return sub_main(argv)
     args = parse_args(argv)
+    RAW_PARTITIONS = args.raw_partitions
 
     def on_term(*_: Any) -> None:
         raise KeyboardInterrupt
