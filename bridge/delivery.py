@@ -18,17 +18,21 @@ at-least-once (the default)
     ``delivery.max_in_flight_batches = 1`` the loop waits for each commit before fetching.
 
 exactly-once (``delivery.guarantee = "exactly-once"``)
+    The batch is split by raw partition; each share runs as its own transaction, with the
+    transactional producer of that partition (bridge/transactions.py: the producer that fences
+    the partition's previous owner), all shares concurrently:
     1. as above;
     2. begin a Kafka transaction;
-    3. send every output inside it and wait for the acknowledgements;
-    4. add the input offsets to the transaction (``send_offsets_to_transaction``);
-    5. commit the transaction: outputs and offsets become visible atomically to
+    3. send the share's outputs inside it and wait for the acknowledgements;
+    4. add the partition's input offset to the transaction (``send_offsets_to_transaction``);
+    5. commit the transaction: outputs and offset become visible atomically to
        ``read_committed`` consumers;
-    6. as 5 above.
-    A failure aborts the transaction and retries the batch.
+    6. as 5 above, for that partition.
+    A failure aborts the share's transaction and retries it. A share whose producer was fenced
+    (the partition has a new owner), or closed since the batch was fetched, is abandoned.
 
-In both modes, when the group took the partitions away (the commit is rejected), the batch
-is abandoned: its new owner starts from the last committed offset.
+In both modes, when the group took the partitions away (the commit is rejected, or the producer
+fenced), the batch is abandoned: its new owner starts from the last committed offset.
 """
 
 from __future__ import annotations
@@ -36,13 +40,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import errors as kerr
+from aiokafka.errors import IllegalOperation
 from aiokafka.partitioner import murmur2
 
 from bridge import metrics
@@ -50,12 +56,13 @@ from bridge.config import Config
 from bridge.core import DeadLetter, Output, Publish
 from bridge.dedupe import Deduplicator
 from bridge.kafka import TopicCreationError, TopicCreator
+from bridge.transactions import FENCED, PartitionProducer, PartitionProducers, sender_error
 
 log = logging.getLogger("bridge.delivery")
 
 #: Errors after which retrying cannot help: the replica must stop with a clear message.
+#: (A fenced producer is not one of them: see bridge/transactions.py.)
 FATAL_ERRORS: tuple[type[BaseException], ...] = (
-    kerr.ProducerFenced,
     kerr.TransactionalIdAuthorizationFailed,
     kerr.TopicAuthorizationFailedError,
     kerr.GroupAuthorizationFailedError,
@@ -88,6 +95,25 @@ class Batch:
     core_seconds: float = 0.0
     started: float = 0.0  # perf_counter when the batch was taken from the consumer
     markers: set[tuple[TopicPartition, str]] = field(default_factory=set)  # (partition, dedupe key) sent
+    # exactly-once: the producer each partition's records were accepted under (bound to it)
+    owners: dict[TopicPartition, PartitionProducer] = field(default_factory=dict)
+
+    def by_partition(self) -> dict[TopicPartition, Batch]:
+        """One batch per raw partition, outputs in input order (exactly-once: a transaction each)."""
+        parts = {tp: Batch(offsets={tp: offset}, started=self.started) for tp, offset in self.offsets.items()}
+        for tp, out in self.outputs:
+            parts[tp].outputs.append((tp, out))
+        return parts
+
+
+@dataclass(slots=True)
+class PartitionShare:
+    """Exactly-once: one raw partition's share of a batch, bound to the producer it is committed with."""
+
+    owner: PartitionProducer
+    batch: Batch
+    sends: list[Output]
+    suppressed: Counter[str]
 
 
 @dataclass(slots=True)
@@ -98,6 +124,7 @@ class InFlight:
     sends: list[Output]
     suppressed: Counter[str]
     futures: list[asyncio.Future[Any]] | None = None
+    shares: list[PartitionShare] = field(default_factory=list)  # exactly-once
 
     def acknowledged(self) -> bool:
         return self.futures is not None and all(f.done() for f in self.futures)
@@ -109,6 +136,12 @@ async def _all_acknowledged(futures: list[asyncio.Future[Any]]) -> None:
     for r in results:
         if isinstance(r, BaseException):
             raise r
+
+
+def _seen(future: asyncio.Future[Any]) -> None:
+    """Retrieve a dropped future's error (asyncio would log it as never retrieved)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class Partitioner:
@@ -162,19 +195,23 @@ class Delivery:
         producer: AIOKafkaProducer,
         dedupe: Deduplicator,
         should_stop: Callable[[], bool],
-        reset_producer: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
+        partitions: PartitionProducers | None = None,
         topics: TopicCreator | None = None,
     ) -> None:
         self._topics = topics
         self._partitioner = Partitioner()
+        self._topics_seen: set[str] = set()  # output topics, for the producers' metadata
+        self._narrowed: weakref.WeakSet[AIOKafkaProducer] = weakref.WeakSet()  # tracking _topics_seen
         self._unconfirmed: dict[tuple[TopicPartition, str], int] = {}
         self.exactly_once = config.delivery.guarantee == "exactly-once"
+        if self.exactly_once and partitions is None:
+            raise ValueError("exactly-once delivery needs the partitions' transactional producers")
+        self.partitions = partitions
         self._group_id = config.group_id
         self._consumer = consumer
         self.producer = producer
         self._dedupe = dedupe
         self._should_stop = should_stop
-        self._reset_producer = reset_producer
         self._backoff0 = config.delivery.retry_backoff_initial_s
         self._backoff_max = config.delivery.retry_backoff_max_s
         self.publishing_ok = True
@@ -186,11 +223,17 @@ class Delivery:
 
         The service may start the next batch before this one is finished: its acks then arrive
         while the core works on the next one. Commits still happen in batch order (``finish``).
-        In exactly-once mode nothing is sent here: the whole transaction runs in ``finish``.
+        In exactly-once mode nothing is sent here: the transactions run in ``finish``.
         """
-        sends, suppressed = self._select(batch)
+        if self.exactly_once:
+            inflight = InFlight(batch, [], Counter())
+            for tp, share in batch.by_partition().items():
+                sends, suppressed = self._select(share)
+                inflight.shares.append(PartitionShare(batch.owners[tp], share, sends, suppressed))
+        else:
+            sends, suppressed = self._select(batch)
+            inflight = InFlight(batch, sends, suppressed)
         self._partitioner.next_batch()
-        inflight = InFlight(batch, sends, suppressed)
         if not self.exactly_once:
             try:
                 inflight.futures = await self._send(sends)
@@ -206,16 +249,13 @@ class Delivery:
         At-least-once: returns once every output was acknowledged and the commit has started
         (after the previous batch's commit finished); ``settle`` waits for the commit itself.
         """
-        batch, sends = inflight.batch, inflight.sends
+        if self.exactly_once:
+            await self._transactions(inflight.shares)
+            return
+        sends = inflight.sends
         backoff = self._backoff0
         while True:
             try:
-                if self.exactly_once:
-                    await self._transaction(sends, batch.offsets)
-                    self.publishing_ok = True
-                    self._after_commit(batch, sends, inflight.suppressed)
-                    self._confirmed(batch)
-                    return
                 if inflight.futures is None:
                     inflight.futures = await self._send(sends)
                 await _all_acknowledged(inflight.futures)
@@ -223,26 +263,70 @@ class Delivery:
                 await self.settle()  # commits stay in batch order, one at a time
                 self._committing = asyncio.ensure_future(self._commit_batch(inflight))
                 return
-            except _REJECTED as exc:
-                self._rejected(exc, batch)  # exactly-once only: at-least-once commits in _commit_batch
-                if self.exactly_once:
-                    await self._abort()
-                return
             except FATAL_ERRORS as exc:
                 raise FatalDeliveryError(f"{type(exc).__name__}: {exc}") from exc
             except (kerr.KafkaError, TimeoutError, OSError) as exc:
-                self.publishing_ok = False
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                metrics.PUBLISH_RETRIES.inc()
-                log.warning("publishing a batch of %d outputs failed (%s); retrying in %.1fs",
-                            len(sends), self.last_error, backoff)
+                self._failed(exc, len(sends), backoff)
                 inflight.futures = None  # resend the whole batch: a copy carries the same dedupe key
-                if self.exactly_once:
-                    await self._abort()
                 if self._should_stop():
                     raise
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_max)
+
+    def _failed(self, exc: BaseException, outputs: int, backoff: float) -> None:
+        self.publishing_ok = False
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        metrics.PUBLISH_RETRIES.inc()
+        log.warning("publishing a batch of %d outputs failed (%s); retrying in %.1fs",
+                    outputs, self.last_error, backoff)
+
+    async def _transactions(self, shares: list[PartitionShare]) -> None:
+        """Exactly-once: one transaction per raw partition of the batch, all at once."""
+        results = await asyncio.gather(*(self._share_transaction(s) for s in shares), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise next((e for e in errors if isinstance(e, FatalDeliveryError)), errors[0])
+
+    async def _share_transaction(self, share: PartitionShare) -> None:
+        """Commit one partition's share with the producer it is bound to, or abandon it."""
+        owner, batch, partitions = share.owner, share.batch, self.partitions
+        assert partitions is not None
+        backoff = self._backoff0
+        try:
+            while True:
+                if not owner.live:  # closed or replaced since the records were accepted
+                    log.info("%s[%d]: abandoning a batch of its closed producer; the partition's owner "
+                             "starts again from the committed offset", owner.tp.topic, owner.tp.partition)
+                    return
+                try:
+                    await self._transaction(owner.producer, share.sends, batch.offsets)
+                except FENCED as exc:
+                    await partitions.fenced(owner, exc)
+                    return
+                except (IllegalOperation, AssertionError) as exc:
+                    # aiokafka's transaction state machine refused: its sender died (fenced?)
+                    cause = sender_error(owner.producer) or exc
+                    if isinstance(cause, FENCED):
+                        await partitions.fenced(owner, cause)
+                    else:
+                        await partitions.discard(owner, cause)
+                    return
+                except FATAL_ERRORS as exc:
+                    raise FatalDeliveryError(f"{type(exc).__name__}: {exc}") from exc
+                except (kerr.KafkaError, TimeoutError, OSError) as exc:
+                    self._failed(exc, len(share.sends), backoff)
+                    if not await self._abort(owner):
+                        return
+                    if self._should_stop():
+                        raise
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._backoff_max)
+                else:
+                    self.publishing_ok = True
+                    self._after_commit(batch, share.sends, share.suppressed)
+                    return
+        finally:
+            self._confirmed(batch)
 
     async def settle(self) -> None:
         """Wait for the commit in flight, if any; its fatal or final error is raised here."""
@@ -318,11 +402,7 @@ class Delivery:
             else:
                 unconfirmed.pop(marker, None)
 
-    async def _publish(self, sends: list[Output]) -> None:
-        """Send every output, then wait for every acknowledgement."""
-        await _all_acknowledged(await self._send(sends))
-
-    async def _send(self, sends: list[Output]) -> list[asyncio.Future[Any]]:
+    async def _send(self, sends: list[Output], producer: AIOKafkaProducer | None = None) -> list[asyncio.Future[Any]]:
         """Send every output as record batches per partition; returns their delivery futures.
 
         One ``send_batch`` per (topic, partition) run instead of one ``send`` coroutine per
@@ -331,10 +411,11 @@ class Delivery:
         """
         if not sends:
             return []
-        producer = self.producer
+        producer = producer or self.producer
         topics = {out.topic for out in sends}
         if self._topics is not None:
             await self._topics.ensure(topics)
+        await self._learn_topics(producer, topics)
         partitioner = self._partitioner
         await partitioner.prepare(producer, topics)
         groups: dict[tuple[str, int], list[Output]] = {}
@@ -346,18 +427,23 @@ class Delivery:
             else:
                 group.append(out)
         futures: list[asyncio.Future[Any]] = []
-        for (topic, partition), outs in groups.items():
-            batch = producer.create_batch()
-            for out in outs:
-                ts = out.timestamp_ms if isinstance(out, Publish) else None
-                if batch.append(key=out.key, value=out.value, timestamp=ts, headers=out.headers) is None:
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
+        try:
+            for (topic, partition), outs in groups.items():
+                batch = producer.create_batch()
+                for out in outs:
+                    ts = out.timestamp_ms if isinstance(out, Publish) else None
                     if batch.append(key=out.key, value=out.value, timestamp=ts, headers=out.headers) is None:
-                        raise kerr.MessageSizeTooLargeError(
-                            f"a record for {topic} does not fit in kafka.max_batch_bytes"
-                        )
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+                        futures.append(await producer.send_batch(batch, topic, partition=partition))
+                        batch = producer.create_batch()
+                        if batch.append(key=out.key, value=out.value, timestamp=ts, headers=out.headers) is None:
+                            raise kerr.MessageSizeTooLargeError(
+                                f"a record for {topic} does not fit in kafka.max_batch_bytes"
+                            )
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+        except BaseException:
+            for f in futures:  # the batch is retried or abandoned: nobody awaits these any more
+                f.add_done_callback(_seen)
+            raise
         return futures
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
@@ -381,25 +467,48 @@ class Delivery:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_max)
 
-    async def _transaction(self, sends: list[Output], offsets: dict[TopicPartition, int]) -> None:
-        producer = self.producer
+    async def _learn_topics(self, producer: AIOKafkaProducer, topics: set[str]) -> None:
+        """One metadata request for every output topic a producer does not know yet.
+
+        aiokafka learns an unknown topic with a metadata request for it and the topics it learnt
+        before, and forgets the others: a producer meeting ~115 typed topics one by one asks
+        ~115 times, for up to all of them (quadratic). Exactly-once opens a producer per raw
+        partition at every assignment, so this cost was paid per partition: at 60 partitions the
+        metadata requests took more of the bridge's CPU than the core (py-spy). Asking once for
+        all topics seen so far keeps it at one request per producer and new topic. It also
+        narrows what the producer tracks from the whole cluster (its bootstrap, and its periodic
+        refresh while it tracks nothing) to the output topics.
+        """
+        cluster = producer.client.cluster
+        if producer in self._narrowed and all(cluster.partitions_for_topic(t) is not None for t in topics):
+            return
+        if len(self._topics_seen) < 100_000:  # bounded, whatever the event names
+            self._topics_seen |= topics
+        self._narrowed.add(producer)
+        await producer.client.set_topics(self._topics_seen | topics)
+
+    async def _transaction(self, producer: AIOKafkaProducer, sends: list[Output],
+                           offsets: dict[TopicPartition, int]) -> None:
         await producer.begin_transaction()
-        await self._publish(sends)
+        await _all_acknowledged(await self._send(sends, producer))
         started = time.perf_counter()
         await producer.send_offsets_to_transaction(offsets, self._group_id)
         await producer.commit_transaction()
         metrics.COMMIT_DURATION.observe(time.perf_counter() - started)
 
-    async def _abort(self) -> None:
-        """Abort the open transaction; if the producer cannot, replace it (fencing the old one)."""
+    async def _abort(self, owner: PartitionProducer) -> bool:
+        """Abort the open transaction. False if the producer was fenced or had to be closed."""
+        assert self.partitions is not None
         try:
-            await asyncio.wait_for(self.producer.abort_transaction(), timeout=30)
-            return
-        except Exception as exc:
-            log.warning("aborting the transaction failed (%s: %s); recreating the producer",
-                        type(exc).__name__, exc)
-        if self._reset_producer is not None:
-            self.producer = await self._reset_producer()
+            await asyncio.wait_for(owner.producer.abort_transaction(), timeout=30)
+            return True
+        except Exception as exc:  # aiokafka's transaction state machine also raises AssertionError
+            cause = sender_error(owner.producer) or exc
+            if isinstance(cause, FENCED):
+                await self.partitions.fenced(owner, cause)
+            else:
+                await self.partitions.discard(owner, cause)
+        return False
 
     def _after_commit(self, batch: Batch, sends: list[Output], suppressed: Counter[str]) -> None:
         """Step 5 and the batch's metrics, once per batch (never per event)."""

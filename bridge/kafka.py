@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import errors as kerr
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import collect_hosts, create_conn
@@ -56,9 +56,23 @@ def replica_id(config: Config) -> str:
     return config.delivery.replica_id or socket.gethostname()
 
 
-def transactional_id(config: Config) -> str:
-    """One transactional id per replica, stable across restarts so a restart fences its zombie."""
-    return f"{config.delivery.transactional_id_prefix}-{config.group_id}-{replica_id(config)}"
+def transactional_id(config: Config, tp: TopicPartition) -> str:
+    """The transactional id of one raw partition: ``<prefix>-<group>:<topic>:<partition>``.
+
+    Whoever owns the partition next starts a producer with the same id, which fences the producer
+    of its previous owner (see bridge/transactions.py). A topic name cannot hold ``:``, so two
+    (group, topic, partition) never share an id.
+    """
+    return f"{config.delivery.transactional_id_prefix}-{config.group_id}:{tp.topic}:{tp.partition}"
+
+
+def request_rejoin(consumer: AIOKafkaConsumer) -> None:
+    """Make the consumer rejoin its group at once (aiokafka has no public call for this).
+
+    After its producer was fenced, a replica gives up the partition and asks the group again:
+    the next assignment opens fresh producers.
+    """
+    consumer._coordinator.request_rejoin()
 
 
 def make_consumer(config: Config) -> AIOKafkaConsumer:
@@ -85,11 +99,12 @@ def make_consumer(config: Config) -> AIOKafkaConsumer:
     )
 
 
-def make_producer(config: Config) -> AIOKafkaProducer:
+def make_producer(config: Config, transactional_id: str | None = None) -> AIOKafkaProducer:
+    """An idempotent producer (acks=all); transactional when given a transactional id."""
     k = config.kafka
     kwargs: dict[str, Any] = {}
-    if config.delivery.guarantee == "exactly-once":
-        kwargs["transactional_id"] = transactional_id(config)
+    if transactional_id is not None:
+        kwargs["transactional_id"] = transactional_id
         kwargs["transaction_timeout_ms"] = config.delivery.transaction_timeout_ms
     return AIOKafkaProducer(
         bootstrap_servers=k.bootstrap_servers,
@@ -126,10 +141,17 @@ class TopicCreator:
         self._config = config
         self._known: set[str] = set()
         self._admin: AIOKafkaAdminClient | None = None
+        self._lock = asyncio.Lock()  # exactly-once sends a batch's shares concurrently
 
     async def ensure(self, topics: Iterable[str]) -> None:
-        missing = set(topics) - self._known
-        if not missing or not self._config.topics.create:
+        topics = set(topics)
+        if not topics - self._known or not self._config.topics.create:
+            return
+        async with self._lock:
+            await self._create(topics - self._known)
+
+    async def _create(self, missing: set[str]) -> None:
+        if not missing:
             return
         admin = await self._client()
         existing = set(await admin.list_topics())

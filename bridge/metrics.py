@@ -101,6 +101,15 @@ PUBLISH_RETRIES = Counter(
     "canvas_bridge_publish_retries_total",
     "Batches whose publication failed and was retried after a backoff.",
 )
+PRODUCERS_FENCED = Counter(
+    "canvas_bridge_producers_fenced_total",
+    "Exactly-once: partition producers fenced by the partition's next owner (this replica had lost the "
+    "partition, e.g. frozen past its session timeout); their batch was abandoned and the replica rejoined.",
+)
+TRANSACTIONAL_PRODUCERS = Gauge(
+    "canvas_bridge_transactional_producers",
+    "Exactly-once: transactional producers open, one per assigned raw partition.",
+)
 REBALANCES = Counter(
     "canvas_bridge_rebalances_total",
     "Consumer group rebalances seen by this replica, by what happened to its partitions.",

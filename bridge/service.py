@@ -35,6 +35,7 @@ from bridge.events import CANVAS_EVENTS
 from bridge.events.caliper import CALIPER_EVENTS
 from bridge.http import Probes, serve_probes
 from bridge.kafka import TlsRefused, TopicCreator, check_credentials, make_consumer, make_producer, replica_id
+from bridge.transactions import OpenFailed, PartitionProducers
 
 log = logging.getLogger("bridge.service")
 
@@ -67,10 +68,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # Finish and commit the in-flight batches while we still own their partitions.
         async with self._bridge.batch_lock:
             await self._bridge.finish_pending()
-        self._bridge.on_revoked(list(revoked))
+            await self._bridge.on_revoked(list(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        self._bridge.on_assigned(list(assigned))
+        # Exactly-once: the main loop opens the partitions' producers before its next fetch
+        # (bridge/transactions.py); nothing here waits on the broker, the group is not heartbeating.
+        async with self._bridge.batch_lock:
+            self._bridge.on_assigned(list(assigned))
 
 
 class Bridge:
@@ -87,6 +91,7 @@ class Bridge:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.delivery: Delivery | None = None
+        self.partitions: PartitionProducers | None = None  # exactly-once: a producer per raw partition
         self.pending: deque[InFlight] = deque()
         self.topic_creator = TopicCreator(config)
         self.assigned: set[TopicPartition] = set()
@@ -151,10 +156,11 @@ class Bridge:
                 backoff = min(backoff * 2, self.config.delivery.retry_backoff_max_s)
         self.consumer, self.producer = consumer, producer
         self._broker_ok_at = time.monotonic()
+        if self.config.delivery.guarantee == "exactly-once":
+            self.partitions = PartitionProducers(self.config, consumer)
         self.delivery = Delivery(
             self.config, consumer, producer, self.dedupe,
-            should_stop=self._stop_retrying, reset_producer=self._new_producer,
-            topics=self.topic_creator,
+            should_stop=self._stop_retrying, partitions=self.partitions, topics=self.topic_creator,
         )
         consumer.subscribe([self.config.raw_topic], listener=_Rebalance(self))
         log.info("consuming %s as group %s (replica %s, %s)", self.config.raw_topic, self.config.group_id,
@@ -165,15 +171,6 @@ class Bridge:
         gc.collect()
         gc.freeze()
 
-    async def _new_producer(self) -> AIOKafkaProducer:
-        old = self.producer
-        if old is not None:
-            await _quietly_stop(old)
-        producer = make_producer(self.config)
-        await producer.start()
-        self.producer = producer
-        return producer
-
     async def main_loop(self) -> None:
         """Fetch, run the core, send; finish (acks, commit) batches in order, overlapping them.
 
@@ -181,15 +178,22 @@ class Bridge:
         acknowledged, plus one whose commit is in flight: the core works on the next batch while
         the broker acknowledges and commits the previous ones. Offsets are still committed
         strictly in batch order, each only after all of its outputs were acknowledged.
-        Exactly-once runs one transaction at a time.
+        Exactly-once runs one batch at a time (a transaction per raw partition of it), and opens
+        the producers of newly assigned partitions before fetching (bridge/transactions.py).
         """
         assert self.consumer is not None and self.delivery is not None
-        consumer, delivery = self.consumer, self.delivery
+        consumer, delivery, partitions = self.consumer, self.delivery, self.partitions
         timeout_ms = self.config.delivery.fetch_timeout_ms
         max_records = self.config.delivery.batch_max_records
         window = 1 if delivery.exactly_once else self.config.delivery.max_in_flight_batches
         pending = self.pending
         while not self.should_exit:
+            if partitions is not None:
+                async with self.batch_lock:
+                    try:
+                        await partitions.ensure()
+                    except OpenFailed as exc:
+                        raise Fatal(str(exc)) from exc
             # getmany itself waits while a rebalance is in progress: never hold the lock across it.
             wait = timeout_ms if not pending else min(timeout_ms, 20)
             records = await consumer.getmany(timeout_ms=wait, max_records=max_records)
@@ -197,9 +201,11 @@ class Bridge:
                 # A rebalance may have completed between getmany and here: keep owned partitions only.
                 owned = consumer.assignment()
                 records = {tp: msgs for tp, msgs in records.items() if tp in owned}
+                owners = partitions.accept(records) if partitions is not None else {}
                 try:
                     if records:
                         batch = self._to_batch(records)
+                        batch.owners = owners
                         metrics.RECORDS_IN_FLIGHT.set(sum(p.batch.consumed for p in pending) + batch.consumed)
                         pending.append(await delivery.start(batch))
                         metrics.RECORDS_IN_FLIGHT.set(sum(p.batch.consumed for p in pending))
@@ -252,12 +258,16 @@ class Bridge:
     async def shutdown(self) -> None:
         """Leave the group and flush; the in-flight batch was already committed by the loop."""
         await _quietly_stop(self.consumer, self.delivery.producer if self.delivery else self.producer)
+        if self.partitions is not None:
+            await self.partitions.close()
         await self.topic_creator.close()
         metrics.READY.set(0)
 
     # -- partitions ---------------------------------------------------------------------------
 
     def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.partitions is not None:
+            self.partitions.assigned(assigned)
         self.assigned = set(assigned) | self.assigned
         metrics.REBALANCES.labels("assigned").inc()
         metrics.ASSIGNED_PARTITIONS.set(len(self.assigned))
@@ -265,7 +275,9 @@ class Bridge:
             self.consumer.pause(*assigned)
         log.info("assigned %s", _fmt(assigned))
 
-    def on_revoked(self, revoked: list[TopicPartition]) -> None:
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        if self.partitions is not None:
+            await self.partitions.revoked(revoked)
         self.assigned -= set(revoked)
         self.dedupe.forget((tp.topic, tp.partition) for tp in revoked)
         for tp in revoked:
