@@ -110,7 +110,12 @@ class _PyJWS(jwt.PyJWS):
 
 
 def _pyjwt() -> jwt.PyJWT:
+    """PyJWT with ``_PyJWS``; stock PyJWT (slower, same answers) if its internals ever move."""
     instance = jwt.PyJWT()
+    if not hasattr(jwt.PyJWS, "_decode_base64url_segment") or not hasattr(instance, "_jws"):
+        log.warning("PyJWT %s lacks the internals the fast base64url check replaces; using it as it is",
+                    jwt.__version__)
+        return instance
     instance._jws = _PyJWS(options=instance._get_sig_options())
     return instance
 
