@@ -87,7 +87,7 @@ class IngestService:
 
     async def probe_loop(self) -> None:
         while True:
-            if await self.writer.probe(PROBE_INTERVAL_S + 1):
+            if await self.writer.reachable(PROBE_INTERVAL_S + 1):
                 self._broker_ok_at = time.monotonic()
                 self.writer.last_error = ""  # the broker answers again: the next write will tell
             metrics.READY.set(1 if self.ready()[0] else 0)

@@ -31,11 +31,14 @@ from bridge import metrics
 from bridge.config import Config
 from bridge.ingest.raw import raw_headers, raw_key
 from bridge.kafka import security_kwargs
+from bridge.transactions import sender_error
 
 log = logging.getLogger("bridge.ingest")
 
 #: Errors that say the broker will never take this record as it is: not worth a retry.
 _TOO_LARGE = (kerr.MessageSizeTooLargeError, kerr.RecordTooLargeError)
+#: Errors after which an idempotent producer never writes that partition again (``_replace``).
+_BROKEN_PRODUCER = (kerr.OutOfOrderSequenceNumber, kerr.UnknownProducerId, kerr.InvalidProducerEpoch)
 
 
 class WriteError(Exception):
@@ -62,6 +65,7 @@ class RawWriter:
         self._max_bytes = config.limits.max_message_bytes
         self._producer: AIOKafkaProducer | None = None
         self._connected = asyncio.Event()
+        self._broken = asyncio.Event()
         self.last_error = "starting: Kafka not reached yet"
         self._acked = metrics.INGEST_WRITTEN.labels(source)
         self._ack_seconds = metrics.INGEST_ACK_SECONDS.labels(source)
@@ -91,31 +95,54 @@ class RawWriter:
         )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Start the producer, retrying with backoff while Kafka is unreachable; stop on cancel."""
+        """Start the producer, retrying with backoff while Kafka is unreachable; replace it when it
+        breaks (``_replace``); stop it on cancel."""
         task_status.started()
-        delivery = self._config.delivery
-        backoff = delivery.retry_backoff_initial_s
         try:
-            while self._producer is None:
-                producer = self._new_producer()
-                try:
-                    await producer.start()
-                except (kerr.KafkaError, OSError) as exc:
-                    await _stop_quietly(producer)
-                    self.last_error = f"cannot reach Kafka: {type(exc).__name__}"
-                    log.warning("cannot reach Kafka at %s (%s: %s); retrying in %.1fs",
-                                self._config.kafka.bootstrap_servers, type(exc).__name__, exc, backoff)
-                    await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, delivery.retry_backoff_max_s)
-                    continue
-                self._producer = producer
-                self._connected.set()
-                self.last_error = ""
-                log.info("writing %s deliveries to %s", self._source, self._topic)
-            await anyio.sleep_forever()
+            while True:
+                await self._start()
+                await self._broken.wait()
+                self._broken = asyncio.Event()
+                broken, self._producer = self._producer, None
+                if broken is not None:
+                    await _stop_quietly(broken, timeout_s=5)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.close()
+
+    async def _start(self) -> None:
+        delivery = self._config.delivery
+        backoff = delivery.retry_backoff_initial_s
+        while True:
+            producer = self._new_producer()
+            try:
+                await producer.start()
+            except (kerr.KafkaError, OSError) as exc:
+                await _stop_quietly(producer)
+                self.last_error = f"cannot reach Kafka: {type(exc).__name__}"
+                log.warning("cannot reach Kafka at %s (%s: %s); retrying in %.1fs",
+                            self._config.kafka.bootstrap_servers, type(exc).__name__, exc, backoff)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, delivery.retry_backoff_max_s)
+                continue
+            self._producer = producer
+            self._connected.set()
+            self.last_error = ""
+            log.info("writing %s deliveries to %s", self._source, self._topic)
+            return
+
+    def _replace(self, producer: AIOKafkaProducer, why: BaseException) -> None:
+        """The idempotent producer's state broke: ``run`` starts a new one (a new producer id).
+
+        aiokafka, unlike the Java client, never resets an idempotent producer's sequence numbers:
+        after a batch expired while the broker was down, the broker refuses every later batch of
+        that partition with OutOfOrderSequenceNumber, for ever. A new producer starts over; a
+        record it writes again is a duplicate with the same key, which the bridge suppresses.
+        """
+        if self._producer is producer and not self._broken.is_set():
+            log.warning("the %s producer is broken (%s: %s); starting a new one", self._source,
+                        type(why).__name__, why)
+            self._broken.set()
 
     async def reachable(self, timeout_s: float) -> bool:
         """The broker answers a metadata request for the raw topic, and every partition has a leader.
@@ -154,25 +181,6 @@ class RawWriter:
         if producer is not None:
             await _stop_quietly(producer)
 
-    async def probe(self, timeout_s: float) -> bool:
-        """Ask a broker for the raw topic's metadata: True when one answered within ``timeout_s``.
-
-        What a ``/readyz`` needs: a producer only notices a dead broker when it sends.
-        """
-        producer = self._producer
-        if producer is None:
-            return False
-        request = MetadataRequest([self._topic], allow_auto_topic_creation=False)
-        try:
-            with anyio.fail_after(timeout_s):
-                node = producer.client.get_random_node()
-                if node is None:
-                    return False
-                await producer.client.send(node, request)
-        except (kerr.KafkaError, OSError, TimeoutError):
-            return False
-        return True
-
     async def write(self, value: bytes, *, timeout_s: float, signed: bool = False,
                     key_id: str | None = None, received_ms: int | None = None, source: str | None = None) -> None:
         """Write one raw record and wait for the broker's acknowledgement (module docstring).
@@ -206,6 +214,8 @@ class RawWriter:
         except (kerr.KafkaError, OSError) as exc:
             self._failed(Unavailable.reason, source)
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            if isinstance(exc, _BROKEN_PRODUCER) or sender_error(producer) is not None:
+                self._replace(producer, exc)
             raise Unavailable(self.last_error) from exc
         if source == self._source:
             self._ack_seconds.observe(time.perf_counter() - started)
@@ -219,9 +229,9 @@ class RawWriter:
         metrics.INGEST_WRITE_FAILURES.labels(source, reason).inc()
 
 
-async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+async def _stop_quietly(producer: AIOKafkaProducer, timeout_s: float = 30) -> None:
     try:
-        with anyio.fail_after(30):
+        with anyio.fail_after(timeout_s):
             await producer.stop()
     except Exception as exc:  # stopping is best effort: the process is leaving
         log.debug("stopping the ingest producer: %s", exc)

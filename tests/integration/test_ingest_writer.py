@@ -6,11 +6,12 @@ import json
 
 import anyio
 import pytest
+from aiokafka import TopicPartition
 
 from bridge.config import load_config
 from bridge.ingest.raw import raw_key
 from bridge.ingest.writer import RawWriter, TooLarge, Unavailable
-from tests.kafka_helpers import catalog_lines, free_port, read_all, run
+from tests.kafka_helpers import catalog_lines, create_topics, free_port, read_all, run, unique
 
 pytestmark = pytest.mark.broker
 
@@ -80,3 +81,43 @@ def test_without_a_broker_a_write_is_refused_at_once() -> None:
 
     exc = run(attempt())
     assert isinstance(exc, Unavailable) and "Kafka" in str(exc)
+
+
+def test_a_producer_refused_for_its_sequence_numbers_is_replaced(bootstrap: str) -> None:
+    """aiokafka never resets an idempotent producer's sequence numbers: after a batch expired while
+    the broker was down, every later write to that partition failed with OutOfOrderSequenceNumber
+    (seen in the SQS broker-outage chaos test). The writer starts a new producer instead."""
+    raw_topic = unique("raw")
+    run(create_topics(bootstrap, [raw_topic], partitions=1))
+    config = load_config(env={"BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BRIDGE_RAW_TOPIC": raw_topic})
+    writer = RawWriter(config, "sqs")
+    value = json.dumps({"metadata": {"user_id": "1"}, "body": {}}).encode()
+
+    async def scenario() -> tuple[str, int]:
+        async with anyio.create_task_group() as tg:
+            await tg.start(writer.run)
+            await writer.wait_connected()
+            await writer.write(value, timeout_s=10)
+            # The fault: a gap in this producer's sequence numbers, as an expired batch leaves.
+            producer = writer._producer
+            assert producer is not None
+            producer._txn_manager.increment_sequence_number(TopicPartition(raw_topic, 0), 5)
+            with pytest.raises(Unavailable) as refused:
+                await writer.write(value, timeout_s=10)
+            attempts = 0
+            with anyio.fail_after(30):
+                while True:  # each attempt is a real write; the replacement takes a moment
+                    attempts += 1
+                    try:
+                        await writer.write(value, timeout_s=10)
+                        break
+                    except Unavailable:
+                        await anyio.sleep(0.1)
+            assert writer._producer is not producer
+            tg.cancel_scope.cancel()
+        return str(refused.value), attempts
+
+    why, _attempts = run(scenario())
+    assert "OutOfOrderSequenceNumber" in why
+    records = run(read_all(bootstrap, raw_topic, min_count=2))
+    assert [r.value for r in records] == [value, value]
