@@ -33,15 +33,26 @@ def _run_async(coro: Any) -> Any:
     return runner(coro)
 
 
+def _start_service(args: argparse.Namespace) -> Config:
+    """What every long-running command (run, ingest, ingest-sqs) does first: its config, its logs,
+    and its file-descriptor limit raised to the hard one (before any server computes its
+    connection cap from it)."""
+    from bridge.http import raise_fd_limit
+    from bridge.logs import setup_logging
+
+    config = _load(args)
+    setup_logging(config.log.level, config.log.format)
+    raise_fd_limit()
+    return config
+
+
 # -- run ------------------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bridge.logs import setup_logging
     from bridge.service import run_service
 
-    config = _load(args)
-    setup_logging(config.log.level, config.log.format)
+    config = _start_service(args)
     code: int = _run_async(run_service(config))
     return code
 
@@ -51,10 +62,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from bridge.ingest.service import run_ingest
-    from bridge.logs import setup_logging
 
-    config = _load(args)
-    setup_logging(config.log.level, config.log.format)
+    config = _start_service(args)
     code: int = _run_async(run_ingest(config))
     return code
 
@@ -64,10 +73,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_ingest_sqs(args: argparse.Namespace) -> int:
     from bridge.ingest.sqs import run_ingest_sqs
-    from bridge.logs import setup_logging
 
-    config = _load(args)
-    setup_logging(config.log.level, config.log.format)
+    config = _start_service(args)
     code: int = _run_async(run_ingest_sqs(config))
     return code
 

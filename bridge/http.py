@@ -134,6 +134,37 @@ logging.getLogger("uvicorn.error").addFilter(_UVICORN_FILTER)
 # -- the guarded protocol ----------------------------------------------------------------------
 
 
+def _limit_text(n: int) -> str:
+    return "unlimited" if n == resource.RLIM_INFINITY else str(n)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft file-descriptor limit to the hard one, as Go's runtime does at start; log it.
+
+    Runtimes often start a container with a soft ``nofile`` limit of 1,024 under a far higher hard
+    one (containerd 2.x, systemd's default), and Kubernetes has no per-pod setting for it. Every
+    socket (Kafka's, each HTTP client's) counts against the soft limit, and a process may raise it
+    up to the hard limit by itself. Every long-running command calls this before it opens
+    anything, so that ``fd_budget`` (the HTTP connection cap) reads the raised limit. Returns the
+    soft limit the process runs with.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard or soft == resource.RLIM_INFINITY:
+        log.info("file descriptors: limit %s (soft = hard)", _limit_text(soft))
+        return soft
+    if hard == resource.RLIM_INFINITY:
+        # Not on Linux (nofile's hard limit is at most fs.nr_open); macOS: keep what was given.
+        log.info("file descriptors: limit %s (hard limit unlimited; left as it is)", _limit_text(soft))
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("file descriptors: limit %d; raising it to the hard limit %d failed (%s)", soft, hard, exc)
+        return soft
+    log.info("file descriptors: limit %d (the soft limit was %d: raised to the hard limit)", hard, soft)
+    return hard
+
+
 def fd_budget(wanted: int) -> int:
     """``wanted`` connections, or fewer when the process's file-descriptor limit cannot hold them."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)

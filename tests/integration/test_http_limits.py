@@ -3,6 +3,9 @@
 - 2,000 silent connections to ``canvas-bridge run``'s metrics port, with the bridge's
   file-descriptor limit at 1,024: it keeps consuming and publishing, and ``/readyz`` answers
   (issue #19: the hand-written server died of ``EMFILE`` here, exit 1).
+- Started with a soft limit of 1,024 under a hard one of 4,096 (containerd 2.x gives containers
+  such limits), ``run``, ``ingest`` and ``ingest-sqs`` each raise their soft limit to the hard one
+  before their servers compute their connection caps from it.
 - In-process, with small limits: an idle connection, a slow-loris request head and an
   oversized head are each closed (431 for the last), counted, while normal requests are served.
 """
@@ -24,7 +27,10 @@ import pytest
 
 from bridge import metrics
 from bridge.http import HttpServer, Limits, Probes, probes_app
+from tests.conftest import Broker
+from tests.ingest_helpers import IngestProcess
 from tests.kafka_helpers import BridgeProcess, catalog_lines, produce, run, unique, wait_until
+from tests.sqs_helpers import ElasticMQ, IngestSqsProcess
 
 CONNECTIONS = 2000
 FD_LIMIT = 1024
@@ -110,6 +116,76 @@ def test_two_thousand_silent_connections_at_a_1024_fd_limit_leave_the_bridge_wor
         assert bridge.metric("canvas_bridge_http_connections", 'server="probes"') <= 64
         assert bridge.terminate() == 0
     assert "Traceback" not in bridge.log_path.read_text(errors="replace")
+
+
+SOFT, HARD = 1024, 4096
+
+
+def _soft_1024_under_hard_4096() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (SOFT, HARD))
+
+
+def _nofile_of(pid: int) -> tuple[int, int]:
+    """The soft and hard ``nofile`` limits of a running process, as the kernel reports them."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError(f"/proc/{pid}/limits has no 'Max open files' line")
+
+
+def _needs_hard_limit(wanted: int) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"the test's own hard nofile limit ({hard}) is below {wanted}")
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("cmd", ["run", "ingest", "ingest-sqs"])
+def test_every_long_running_command_raises_its_soft_fd_limit_to_the_hard_one(
+        cmd: str, broker: Broker, raw_topic: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    _needs_hard_limit(HARD)
+    log = tmp_path / f"{cmd}.log"
+    proc: BridgeProcess
+    if cmd == "run":
+        proc = BridgeProcess(broker.bootstrap, raw_topic, unique("g"), log)
+    elif cmd == "ingest":
+        # ingest.max_connections is 2,000: at the soft limit of 1,024 its cap would be 768.
+        proc = IngestProcess(broker.bootstrap, raw_topic, log, "", BRIDGE_INGEST_UNSIGNED_TOKEN="t" * 24)
+    else:
+        elasticmq: ElasticMQ = request.getfixturevalue("elasticmq")
+        proc = IngestSqsProcess(broker.bootstrap, raw_topic, [elasticmq.client().create_queue()], log)
+    proc.preexec_fn = _soft_1024_under_hard_4096
+    with proc:
+        assert proc.proc is not None
+        proc.wait_ready()
+        assert _nofile_of(proc.proc.pid) == (HARD, HARD)
+        # prometheus_client's process_max_fds is the soft limit: the dashboard's "Process" row shows it.
+        assert proc.metric("process_max_fds") == HARD
+        assert proc.terminate() == 0
+    text = log.read_text(errors="replace")
+    assert f"file descriptors: limit {HARD} (the soft limit was {SOFT}: raised to the hard limit)" in text
+    # The connection caps were computed after the raise: none was lowered to fit 1,024.
+    assert "connections allowed, not" not in text, text
+
+
+@pytest.mark.parametrize(("limits", "expected", "logged"), [
+    ((SOFT, HARD), (HARD, HARD), f"limit {HARD} (the soft limit was {SOFT}: raised to the hard limit)"),
+    ((SOFT, SOFT), (SOFT, SOFT), f"limit {SOFT} (soft = hard)"),
+])
+def test_raise_fd_limit_raises_the_soft_limit_to_the_hard_one_and_logs_it(
+        limits: tuple[int, int], expected: tuple[int, int], logged: str) -> None:
+    import subprocess
+    import sys
+
+    _needs_hard_limit(limits[1])
+    code = ("import logging, resource; logging.basicConfig(level=logging.INFO); "
+            "from bridge.http import raise_fd_limit; "
+            "print(raise_fd_limit(), *resource.getrlimit(resource.RLIMIT_NOFILE))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limits))
+    assert [int(x) for x in result.stdout.split()] == [expected[0], *expected]
+    assert f"INFO:bridge.http:file descriptors: {logged}" in result.stderr
 
 
 class _InProcess:
