@@ -167,6 +167,17 @@ def _cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def _peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MiB: what a memory limit must hold."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return float("nan")
+
+
 def _wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -279,6 +290,8 @@ def main(argv: list[str]) -> int:
             "ingest_paced_rps": median("ingest", "paced", "rps"),
             "baseline_p50_ms": median("baseline", "paced", "p50_ms"),
             "baseline_p99_ms": median("baseline", "paced", "p99_ms"),
+            "ingest_peak_rss_mib": round(_peak_rss_mib(pids["ingest"]), 1),
+            "baseline_peak_rss_mib": round(_peak_rss_mib(pids["baseline"]), 1),
             "rate": args.rate, "connections": args.connections, "hey_workers": args.hey_workers,
             "seconds": args.seconds,
             "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "rounds": rounds,
@@ -300,6 +313,8 @@ def main(argv: list[str]) -> int:
               f"{'MET' if summary['ingest_p99_ms'] <= TARGET_P99_MS else 'NOT MET'}")
         print(f"{f'requests/s achieved at {args.rate:,.0f}/s offered':<44}{summary['ingest_paced_rps']:>12,.0f}"
               f"{median('baseline', 'paced', 'rps'):>12,.0f}")
+        print(f"{'peak resident memory, MiB (VmHWM)':<44}{summary['ingest_peak_rss_mib']:>12.0f}"
+              f"{summary['baseline_peak_rss_mib']:>12.0f}")
         print(f"{'answers other than 200 (all phases)':<44}{non_ok:>12}")
         if args.json:
             args.json.write_text(json.dumps(summary, indent=2))

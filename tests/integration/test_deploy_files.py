@@ -15,8 +15,12 @@ a pinned version built from its Go module) for the base and every overlay, then:
   pinned npm packages @kubernetes-models/keda and @kubernetes-models/prometheus-operator
   generate from those operators' Go API types (tests/kubernetes/validate-crs.mjs);
 - the rendered PrometheusRule equals config/alerts.yml, the ConfigMap's files equal config/,
-  the settings of every overlay load with the bridge's own config loader, and the pieces fit
-  together (selectors, ports, secrets, the drain timeout, KEDA's bounds).
+  the settings of every Deployment (run, ingest, ingest-sqs) of every overlay load with the
+  bridge's own config loader, and the pieces fit together (selectors, ports, probes, secrets, the
+  drain timeout, KEDA's bounds, one ServiceMonitor per alerted job);
+- the ingest commands: ingest's Service and Ingress reach only its ingest port (/events and
+  /caliper, with TLS), its autoscaler scales it on CPU from 2 replicas, no Service or Ingress
+  exposes /metrics beyond the cluster, and ingest-sqs has its own ServiceAccount for its AWS role.
 
 The image built and run is tests/integration/test_container.py. The tools (docker-compose or
 the docker compose plugin, hadolint, promtool, go, node and npm) are installed in CI; a test is
@@ -438,8 +442,16 @@ SECRET_KEYS = {
     "canvas-bridge-kafka": {"username", "password"},
     "canvas-bridge-kafka-tls": {"ca.crt"},
     "canvas-bridge-pii": {"secret"},
+    "canvas-bridge-ingest": {"caliper-tokens", "unsigned-token"},
 }
 IMAGE_USER = 10001
+#: Each command's Deployment (by its args) and the Prometheus job its metrics must be scraped as
+#: (config/alerts.yml selects these jobs).
+COMMANDS = {
+    "run": ("canvas-bridge", "canvas-bridge"),
+    "ingest": ("canvas-bridge-ingest", "canvas-bridge-ingest"),
+    "ingest-sqs": ("canvas-bridge-ingest-sqs", "canvas-bridge-ingest-sqs"),
+}
 
 
 def kubernetes_targets() -> list[str]:
@@ -483,11 +495,18 @@ def is_custom(doc: dict[str, Any]) -> bool:
     return "." in group and not group.endswith(".k8s.io")
 
 
+def image_env() -> dict[str, str]:
+    """The ``BRIDGE_*`` variables the image's final stage sets (``ENV``)."""
+    final_stage = re.split(r"(?m)^FROM\b", DOCKERFILE.read_text(encoding="utf-8"))[-1]
+    return dict(re.findall(r"\b(BRIDGE_[A-Z_]+)=(\S+)", final_stage))
+
+
 def pod_env(deployment: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, str]:
-    """The bridge container's environment: its ConfigMaps (envFrom), then its own env (secrets: a dummy)."""
+    """A Deployment's container's environment: the image's, its ConfigMaps (envFrom), then its own
+    env (secrets: a dummy)."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(docs, "ConfigMap")}
-    env: dict[str, str] = {}
+    env = image_env()
     for source in container.get("envFrom", []):
         env.update(configmaps[source["configMapRef"]["name"]])
     for var in container.get("env", []):
@@ -638,11 +657,30 @@ def test_every_deployment_is_hardened_probed_and_bounded(target: str, tmp_path: 
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= container["resources"][kind].keys(), f"{name}: {kind}"
-        # Longer than the drain: SIGTERM finishes and commits before the kubelet's SIGKILL.
+        # Longer than the preStop hook and the drain: SIGTERM finishes and commits before the
+        # kubelet's SIGKILL (which comes terminationGracePeriodSeconds after the hook started).
         config = load_pod_config(deployment, docs, tmp_path / name)
         grace = pod["terminationGracePeriodSeconds"]
-        assert grace > config.delivery.drain_timeout_s + 5, (
-            f"{name}: terminationGracePeriodSeconds {grace} <= drain_timeout_s {config.delivery.drain_timeout_s} + 5")
+        pre_stop = max(c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+                       for c in pod["containers"])
+        assert grace > pre_stop + config.delivery.drain_timeout_s + 5, (
+            f"{name}: terminationGracePeriodSeconds {grace} <= preStop {pre_stop} + "
+            f"drain_timeout_s {config.delivery.drain_timeout_s} + 5")
+
+
+def command(deployment: dict[str, Any]) -> str:
+    """The canvas-bridge command a Deployment runs (its container's args)."""
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert len(args) == 1 and args[0] in COMMANDS, f"{deployment['metadata']['name']}: args {args}"
+    return str(args[0])
+
+
+def container_ports(deployment: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+
+
+def selects(selector: dict[str, str], deployment: dict[str, Any]) -> bool:
+    return selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
 def load_pod_config(deployment: dict[str, Any], docs: list[dict[str, Any]], root: Path) -> Any:
@@ -674,17 +712,37 @@ def load_pod_config(deployment: dict[str, Any], docs: list[dict[str, Any]], root
 
 @pytest.mark.parametrize("target", kubernetes_targets())
 def test_settings_of_every_target_load_with_the_bridges_loader(target: str, tmp_path: Path) -> None:
-    """Every BRIDGE_* variable is a real setting with a valid value, and every file it names is
-    mounted (config file, secrets): a typo would stop every pod at start."""
+    """Every BRIDGE_* variable of every Deployment is a real setting with a valid value, every file
+    it names is mounted (config file, secrets), and the ports the settings listen on are the
+    container's: a typo would stop every pod at start, a wrong host or port fail every probe."""
     docs = rendered(target)
-    config = load_pod_config(one(docs, "Deployment"), docs, tmp_path)
-    assert config.kafka.security_protocol == "SASL_SSL"
-    assert config.kafka.sasl_password_file.endswith("/kafka/password")
-    assert config.kafka.ssl_cafile.endswith("/kafka-tls/ca.crt")
-    assert config.pii.secret_file.endswith("/pii/secret")
     components = set(yaml.safe_load((KUBERNETES / target / "kustomization.yaml").read_text()).get("components", []))
     exactly_once = any(Path(c).name == "exactly-once" for c in components)
-    assert config.delivery.guarantee == ("exactly-once" if exactly_once else "at-least-once")
+    deployments = of_kind(docs, "Deployment")
+    assert {command(d) for d in deployments} == {"run"} | {Path(c).name for c in components if
+                                                           Path(c).name in COMMANDS}
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        config = load_pod_config(deployment, docs, tmp_path / name)
+        assert config.kafka.security_protocol == "SASL_SSL", name
+        assert config.kafka.sasl_password_file.endswith("/kafka/password"), name
+        assert config.kafka.ssl_cafile.endswith("/kafka-tls/ca.crt"), name
+        assert config.pii.secret_file.endswith("/pii/secret"), name
+        assert config.delivery.guarantee == ("exactly-once" if exactly_once else "at-least-once"), name
+        # Every command serves its probes and /metrics on http.host:http.port, reachable from the kubelet.
+        ports = container_ports(deployment)
+        assert config.http.host == "0.0.0.0" and config.http.port == ports["metrics"], name
+        served = {config.http.port}
+        if command(deployment) == "ingest":
+            assert config.ingest.host == "0.0.0.0", f"{name}: ingest.host must listen beyond the pod's loopback"
+            assert config.ingest.port == ports["ingest"], name
+            served.add(config.ingest.port)
+        if command(deployment) == "ingest-sqs":
+            assert config.sqs.queue_urls, f"{name}: no queue (BRIDGE_SQS_QUEUE_URLS): it would stop at start"
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            port = container[probe]["httpGet"]["port"]
+            assert ports.get(port, port) in served, f"{name}: {probe} on port {port}, which serves no probe"
 
 
 def test_exactly_once_stays_a_deployment() -> None:
@@ -729,19 +787,183 @@ def test_keda_scales_the_bridge_within_the_raw_partitions(tmp_path: Path) -> Non
         assert ref["key"] in SECRET_KEYS[ref["name"]], ref
 
 
-def test_metrics_service_monitor_and_budget_select_the_bridge_pods() -> None:
-    docs = rendered("overlays/prometheus-operator")
-    deployment, service = one(docs, "Deployment"), one(docs, "Service")
-    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    ports = {p["name"]: p["containerPort"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
-    assert service["spec"]["clusterIP"] == "None", "headless: each replica is its own scrape target"
-    assert service["spec"]["selector"].items() <= pod_labels.items()
-    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"] and ports["metrics"] == 8080
-    monitor = one(docs, "ServiceMonitor")
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    endpoint = one([{"kind": "endpoint", **e} for e in monitor["spec"]["endpoints"]], "endpoint")
-    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
-    assert {"action": "replace", "targetLabel": "job", "replacement": "canvas-bridge"} in endpoint["relabelings"]
-    budget = one(docs, "PodDisruptionBudget")
-    assert budget["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
-    assert budget["spec"]["maxUnavailable"] == 1
+# -- the ingest commands -------------------------------------------------------------------------
+
+#: The targets that render each ingest command (the test below checks that every one does).
+INGEST_TARGETS = ("overlays/ingest", "overlays/example")
+INGEST_SQS_TARGETS = ("overlays/ingest-sqs", "overlays/example")
+
+
+def deployment_of(docs: list[dict[str, Any]], cmd: str) -> dict[str, Any]:
+    found = [d for d in of_kind(docs, "Deployment") if command(d) == cmd]
+    assert len(found) == 1, f"expected one Deployment running {cmd}, found {len(found)}"
+    assert found[0]["metadata"]["name"] == COMMANDS[cmd][0]
+    return found[0]
+
+
+def service_targets(service: dict[str, Any], deployment: dict[str, Any]) -> dict[str | int, int]:
+    """A Service's ports (by name and number) -> the container port each reaches on ``deployment``."""
+    ports = container_ports(deployment)
+    out: dict[str | int, int] = {}
+    for port in service["spec"]["ports"]:
+        target = port.get("targetPort", port["port"])
+        number = ports[target] if isinstance(target, str) else target
+        out[port["port"]] = number
+        if "name" in port:
+            out[port["name"]] = number
+    return out
+
+
+def test_the_ingest_overlays_render_their_commands() -> None:
+    for target in kubernetes_targets():
+        commands = {command(d) for d in of_kind(rendered(target), "Deployment")}
+        assert ("ingest" in commands) == (target in INGEST_TARGETS), target
+        assert ("ingest-sqs" in commands) == (target in INGEST_SQS_TARGETS), target
+
+
+def test_pods_of_every_command_share_the_bridges_hardening_files_and_settings() -> None:
+    """ingest and ingest-sqs run the bridge's pod: same image, user, securityContext, config files,
+    settings and secrets (their own additions aside), so a change to one cannot miss the others."""
+    docs = rendered("overlays/example")
+    bridge = deployment_of(docs, "run")["spec"]["template"]["spec"]
+    for cmd in ("ingest", "ingest-sqs"):
+        pod = deployment_of(docs, cmd)["spec"]["template"]["spec"]
+        assert pod["securityContext"] == bridge["securityContext"], cmd
+        assert pod["terminationGracePeriodSeconds"] >= bridge["terminationGracePeriodSeconds"], cmd
+        own, theirs = pod["containers"][0], bridge["containers"][0]
+        for key in ("image", "imagePullPolicy", "securityContext", "envFrom"):
+            assert own[key] == theirs[key], f"{cmd}: {key}"
+        assert all(var in own["env"] for var in theirs["env"]), f"{cmd}: env"
+        assert all(mount in own["volumeMounts"] for mount in theirs["volumeMounts"]), f"{cmd}: volumeMounts"
+        assert all(volume in pod["volumes"] for volume in bridge["volumes"]), f"{cmd}: volumes"
+
+
+@pytest.mark.parametrize("target", INGEST_TARGETS)
+def test_ingest_service_and_ingress_reach_only_the_ingest_port_with_tls(target: str) -> None:
+    docs = rendered(target)
+    ingest = deployment_of(docs, "ingest")
+    ingress = one(docs, "Ingress")
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    spec = ingress["spec"]
+    assert "defaultBackend" not in spec, "a default backend would route every other path"
+    hosts = [rule["host"] for rule in spec["rules"]]
+    assert hosts and all(hosts), "every rule names its host"
+    tls_hosts = {h for t in spec["tls"] for h in t["hosts"]}
+    assert set(hosts) <= tls_hosts and all(t["secretName"] for t in spec["tls"]), "TLS for every host"
+    services = {s["metadata"]["name"]: s for s in of_kind(docs, "Service")}
+    routes = set()
+    for rule in spec["rules"]:
+        for path in rule["http"]["paths"]:
+            routes.add((path["path"], path["pathType"]))
+            backend = path["backend"]["service"]
+            service = services[backend["name"]]
+            assert selects(service["spec"]["selector"], ingest), f"{backend['name']} does not select ingest's pods"
+            assert not any(selects(service["spec"]["selector"], d) for d in of_kind(docs, "Deployment")
+                           if d is not ingest), f"{backend['name']} selects other pods too"
+            reached = service_targets(service, ingest)[backend["port"].get("name") or backend["port"]["number"]]
+            assert reached == container_ports(ingest)["ingest"], f"{path['path']} reaches port {reached}"
+    # /events (and /events/<token>, the unsigned URL) and /caliper: nothing else of the pods.
+    assert routes == {("/events", "Prefix"), ("/caliper", "Exact")}, routes
+    # The Service deliveries go through carries the ingest port alone.
+    traffic = services[spec["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]]
+    assert set(service_targets(traffic, ingest).values()) == {container_ports(ingest)["ingest"]}
+    assert traffic["spec"].get("clusterIP") != "None", "load-balanced over the ready replicas"
+    readiness = ingest["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]
+    assert readiness["port"] == "ingest", "readiness is probed where deliveries arrive"
+
+
+@pytest.mark.parametrize("target", INGEST_TARGETS)
+def test_ingest_scales_on_cpu_from_two_replicas(target: str) -> None:
+    docs = rendered(target)
+    ingest = deployment_of(docs, "ingest")
+    hpa = one(docs, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    spec = hpa["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                      "name": ingest["metadata"]["name"]}
+    assert 2 <= spec["minReplicas"] <= spec["maxReplicas"]
+    cpu = [m for m in spec["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+    assert len(cpu) == 1 and cpu[0]["resource"]["target"]["type"] == "Utilization"
+    assert 0 < cpu[0]["resource"]["target"]["averageUtilization"] <= 100
+    # Utilization is of the CPU request; and the autoscaler owns the replica count.
+    assert ingest["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"]
+    assert "replicas" not in ingest["spec"], "kubectl apply would reset the autoscaler's replica count"
+    # Rollouts never take a replica away before its successor is ready.
+    assert ingest["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+@pytest.mark.parametrize("target", kubernetes_targets())
+def test_no_service_or_ingress_exposes_metrics_outside_the_cluster(target: str) -> None:
+    """/metrics (http.port) is reachable only through headless ClusterIP Services, which no
+    Ingress routes to; ingest-sqs, which takes no traffic, has no other port."""
+    docs = rendered(target)
+    deployments = of_kind(docs, "Deployment")
+    routed = {p["backend"]["service"]["name"] for i in of_kind(docs, "Ingress") for r in i["spec"]["rules"]
+              for p in r["http"]["paths"]}
+    for service in of_kind(docs, "Service"):
+        name = service["metadata"]["name"]
+        assert service["spec"].get("type", "ClusterIP") == "ClusterIP", f"{name}: exposed beyond the cluster"
+        pods = [d for d in deployments if selects(service["spec"]["selector"], d)]
+        assert pods, f"{name} selects no pods"
+        for deployment in pods:
+            reached = set(service_targets(service, deployment).values())
+            if container_ports(deployment)["metrics"] in reached:
+                assert service["spec"].get("clusterIP") == "None", f"{name}: metrics behind a load-balanced address"
+                assert name not in routed, f"{name}: an Ingress routes to the metrics port"
+                assert reached == {container_ports(deployment)["metrics"]}, f"{name}: metrics beside other ports"
+            if command(deployment) == "ingest-sqs":
+                assert reached == {container_ports(deployment)["metrics"]}, f"{name}: ingest-sqs takes no traffic"
+    for deployment in deployments:
+        if command(deployment) == "ingest-sqs":
+            assert set(container_ports(deployment)) == {"metrics"}
+
+
+def test_service_monitors_scrape_each_command_once_as_the_job_its_alerts_select() -> None:
+    docs = rendered("overlays/example")
+    jobs_alerted = set(re.findall(r'job="([^"]+)"', ALERTS.read_text(encoding="utf-8")))
+    assert jobs_alerted == {job for _, job in COMMANDS.values()}
+    services = of_kind(docs, "Service")
+    scraped: dict[str, str] = {}
+    for monitor in of_kind(docs, "ServiceMonitor"):
+        endpoint = one([{"kind": "endpoint", **e} for e in monitor["spec"]["endpoints"]], "endpoint")
+        job = one([{"kind": r["targetLabel"], **r} for r in endpoint["relabelings"]], "job")["replacement"]
+        # The Services it selects that carry the endpoint's port: exactly one, headless, whose
+        # pods are one command's.
+        chosen = [s for s in services if monitor["spec"]["selector"]["matchLabels"].items()
+                  <= s["metadata"]["labels"].items() and any(p.get("name") == endpoint["port"]
+                                                             for p in s["spec"]["ports"])]
+        assert len(chosen) == 1, f"ServiceMonitor {monitor['metadata']['name']}: {len(chosen)} Services"
+        assert chosen[0]["spec"]["clusterIP"] == "None"
+        pods = [d for d in of_kind(docs, "Deployment") if selects(chosen[0]["spec"]["selector"], d)]
+        assert len(pods) == 1
+        assert job not in scraped.values()
+        scraped[command(pods[0])] = job
+        reached = service_targets(chosen[0], pods[0])[endpoint["port"]]
+        assert reached == container_ports(pods[0])["metrics"]
+    assert scraped == {cmd: job for cmd, (_, job) in COMMANDS.items()}
+
+
+@pytest.mark.parametrize("target", kubernetes_targets())
+def test_every_deployment_has_its_own_disruption_budget(target: str) -> None:
+    docs = rendered(target)
+    budgets = of_kind(docs, "PodDisruptionBudget")
+    for deployment in of_kind(docs, "Deployment"):
+        mine = [b for b in budgets if selects(b["spec"]["selector"]["matchLabels"], deployment)]
+        assert len(mine) == 1, f"{deployment['metadata']['name']}: {len(mine)} PodDisruptionBudgets"
+        assert mine[0]["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        assert mine[0]["spec"]["maxUnavailable"] == 1
+        assert mine[0]["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+@pytest.mark.parametrize("target", INGEST_SQS_TARGETS)
+def test_ingest_sqs_has_its_own_service_account_for_its_aws_role(target: str) -> None:
+    docs = rendered(target)
+    pod = deployment_of(docs, "ingest-sqs")["spec"]["template"]["spec"]
+    accounts = {a["metadata"]["name"]: a for a in of_kind(docs, "ServiceAccount")}
+    account = accounts[pod["serviceAccountName"]]
+    assert pod["serviceAccountName"] != deployment_of(docs, "run")["spec"]["template"]["spec"]["serviceAccountName"]
+    # No Kubernetes API token: IRSA and EKS Pod Identity mount their own token volume.
+    assert account["automountServiceAccountToken"] is False and pod["automountServiceAccountToken"] is False
+    if target == "overlays/example":
+        role = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]+", role), role

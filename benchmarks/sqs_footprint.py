@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""The memory ``canvas-bridge ingest-sqs`` needs: its peak resident memory idle and while draining.
+
+    python benchmarks/sqs_footprint.py [--messages N] [--pollers 2,8] [--json PATH]
+
+For each poller count, ``canvas-bridge ingest-sqs`` runs as its own process (as in a container) on
+a fresh queue and a fresh raw topic (6 partitions):
+
+- ``idle``: once ready, 5 s with the queue empty (long polls waiting): what the process costs at
+  all, the baseline;
+- ``draining``: then ``--messages`` catalog events are sent to the queue, and the process drains
+  them into the raw topic (the queue must end empty, else exit 1).
+
+Figures, from ``/proc/<pid>/status``: the peak resident memory (``VmHWM``) at the end of each
+phase, and messages/s from the first message sent until every one was deleted (sending them, in
+batches of 10 one after another, included: a floor of the drain rate, not sqs_bench.py's
+figure). The Kubernetes manifests size ingest-sqs's memory request and limit by them
+(deploy/kubernetes/components/ingest-sqs). ElasticMQ and Kafka are this script's own
+(``scripts/sqs-local``, ``scripts/kafka-local``), stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from aiobotocore.session import get_session  # noqa: E402
+from run import LocalBroker, create_topics, new_admin, run_loop, say  # noqa: E402
+from sqs_bench import AWS, LocalSqs, catalog_bodies, fill_queue, left_and_delete  # noqa: E402
+
+
+def status_mib(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"/proc/{pid}/status has no {field}")
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and line[len(name)] in " {")
+
+
+def wait(what: str, ok: Any, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"ingest-sqs exited ({proc.returncode}) while waiting for {what}")
+        try:
+            if ok():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def measure(pollers: int, messages: int, bootstrap: str, endpoint: str, work: Path) -> dict[str, float]:
+    raw = f"sqs-footprint-{os.getpid()}-{pollers}-{int(time.time())}"
+
+    async def create() -> None:
+        admin = await new_admin(bootstrap)
+        try:
+            await create_topics(admin, {raw: 6})
+        finally:
+            await admin.close()
+    run_loop(create())
+    queue = run_loop(fill_queue(endpoint, []))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "AWS_"))}
+    env.update({"BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BRIDGE_RAW_TOPIC": raw,
+                "BRIDGE_HTTP_PORT": str(port), "BRIDGE_SQS_QUEUE_URLS": queue, "BRIDGE_SQS_ENDPOINT_URL": endpoint,
+                "BRIDGE_SQS_REGION": AWS["region_name"], "BRIDGE_SQS_POLLERS": str(pollers),
+                "AWS_ACCESS_KEY_ID": AWS["aws_access_key_id"], "AWS_SECRET_ACCESS_KEY": AWS["aws_secret_access_key"],
+                "BRIDGE_LOG_LEVEL": "WARNING"})
+    log = open(work / f"ingest-sqs-{pollers}.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "bridge", "ingest-sqs"], cwd=ROOT, env=env, stderr=log)
+    try:
+        def ready() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                return bool(resp.status == 200)
+        wait("/readyz", ready, 60, proc)
+        time.sleep(5)
+        idle = status_mib(proc.pid, "VmHWM")
+        bodies = catalog_bodies(messages)
+        t0 = time.perf_counter()
+        run_loop(fill_queue_into(endpoint, queue, bodies))
+        wait("every message deleted", lambda: metric(port, "canvas_bridge_sqs_messages_deleted_total") >= messages,
+             600, proc)
+        seconds = time.perf_counter() - t0
+        draining = status_mib(proc.pid, "VmHWM")
+        rss_end = status_mib(proc.pid, "VmRSS")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    left = run_loop(left_and_delete(endpoint, queue))
+    if left:
+        raise SystemExit(f"{left} messages left in the queue")
+    return {"pollers": pollers, "idle_peak_mib": round(idle, 1), "draining_peak_mib": round(draining, 1),
+            "rss_at_end_mib": round(rss_end, 1), "msgs_per_s": round(messages / seconds), "exit": proc.returncode}
+
+
+async def fill_queue_into(endpoint: str, queue: str, bodies: list[str]) -> None:
+    """``bodies`` sent to an existing queue (batches of 10), while ingest-sqs drains it."""
+    async with get_session().create_client("sqs", endpoint_url=endpoint, **AWS) as sqs:
+        for i in range(0, len(bodies), 10):
+            await sqs.send_message_batch(QueueUrl=queue, Entries=[
+                {"Id": str(k), "MessageBody": b} for k, b in enumerate(bodies[i:i + 10])])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--messages", type=int, default=10000, help="messages drained per poller count (10000)")
+    p.add_argument("--pollers", default="2,8", help="poller counts (default 2,8)")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args()
+    broker, sqs = LocalBroker(), LocalSqs()
+    work = Path(tempfile.mkdtemp(prefix="sqs-footprint-"))
+    rows = []
+    try:
+        bootstrap, endpoint = broker.start(), sqs.start()
+        for pollers in (int(x) for x in args.pollers.split(",")):
+            rows.append(measure(pollers, args.messages, bootstrap, endpoint, work))
+            say(f"pollers {pollers}: {rows[-1]}")
+    finally:
+        sqs.stop()
+        broker.stop()
+    print(f"\ningest-sqs peak resident memory (VmHWM), {args.messages} catalog events drained per row")
+    print(f"{'pollers':>7} {'idle MiB (baseline)':>20} {'draining MiB':>13} {'msgs/s sent→deleted':>20} {'exit':>5}")
+    for r in rows:
+        print(f"{r['pollers']:>7} {r['idle_peak_mib']:>20.0f} {r['draining_peak_mib']:>13.0f} "
+              f"{r['msgs_per_s']:>20} {r['exit']:>5}")
+    print(f"load average {os.getloadavg()} on {os.cpu_count()} CPUs")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
