@@ -32,8 +32,40 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class RepeatLimit(logging.Filter):
+    """At most one record per message template and logger every ``interval_s`` seconds.
+
+    For the Kafka client's logs: while a broker is unreachable aiokafka retries its metadata
+    update without a pause and logs two ERROR lines each time (aio-libs/aiokafka#496), ~80,000
+    lines in a minute measured here. The first record of a kind passes; the next one to pass
+    after the interval says how many were suppressed meanwhile.
+    """
+
+    def __init__(self, prefix: str, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self._prefix = prefix
+        self._interval = interval_s
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefix):
+            return True
+        key = (record.name, str(record.msg))
+        last, suppressed = self._seen.get(key, (-self._interval, 0))
+        if record.created - last < self._interval:
+            self._seen[key] = (last, suppressed + 1)
+            return False
+        if len(self._seen) > 1000:  # bounded, whatever the messages
+            self._seen.clear()
+        self._seen[key] = (record.created, 0)
+        if suppressed:
+            record.msg = f"{record.msg} ({suppressed} more like this in the last {self._interval:.0f}s)"
+        return True
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RepeatLimit("aiokafka"))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
