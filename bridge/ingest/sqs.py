@@ -16,7 +16,8 @@ queue) runs one loop:
    too, until the queue's redrive policy moves it to its dead-letter queue.
 
 The command's lifecycle is one anyio task group (startup -> run -> drain -> shutdown), as for
-``run``: SIGTERM or SIGINT stops receiving (a waiting long poll is cancelled), finishes writing
+``run``: SIGTERM or SIGINT stops receiving (a long poll still waiting after 1 s is cancelled; what
+SQS has answered by then is held like the rest), finishes writing
 and deleting what the pollers hold and exits 0 within ``delivery.drain_timeout_s``; what is still
 unwritten then is released (visibility 0) and the exit code is 3. A second signal forces exit.
 
@@ -79,6 +80,8 @@ KAFKA_PROBE_INTERVAL_S = 2.0
 QUEUE_STATS_INTERVAL_S = 15.0
 #: Attempts of one DeleteMessageBatch before its failed entries are left for redelivery.
 DELETE_ATTEMPTS = 4
+#: after SIGTERM, how long a ReceiveMessage under way may still answer before it is cancelled
+RECEIVE_GRACE_S = 1.0
 #: A failing queue is logged at its first error, then at most this often.
 ERROR_LOG_INTERVAL_S = 30.0
 
@@ -206,14 +209,15 @@ class Poller:
     async def _next_batch(self) -> list[Held]:
         """Wait for Kafka, then receive; SIGTERM cancels this part (nothing is held yet)."""
         with anyio.CancelScope() as scope:
-            self.ingest.receive_scopes.add(scope)
+            self.ingest.receive_scopes[scope] = False
             try:
                 if self.ingest.should_exit:
                     return []
                 await self.ingest.kafka_ok.wait()
+                self.ingest.receive_scopes[scope] = True
                 return await self._receive()
             finally:
-                self.ingest.receive_scopes.discard(scope)
+                del self.ingest.receive_scopes[scope]
         return []
 
     async def _receive(self) -> list[Held]:
@@ -383,7 +387,8 @@ class SqsIngest:
         self.exit_requested = asyncio.Event()
         self.kafka_ok = asyncio.Event()
         self.kafka_error = "starting: Kafka not reached yet"
-        self.receive_scopes: set[anyio.CancelScope] = set()
+        #: the pollers' receive scopes -> whether a ReceiveMessage call is under way in it
+        self.receive_scopes: dict[anyio.CancelScope, bool] = {}
         self.failing: dict[str, str] = {}  #: queue name -> what its last receive error was
         self._logged_at: dict[str, float] = {}
         self.started = False
@@ -411,12 +416,24 @@ class SqsIngest:
         os._exit(EXIT_DRAIN_TIMEOUT)
 
     def stop(self) -> None:
-        """Start the drain: no more receiving (a waiting long poll is cancelled); finish what is held."""
+        """Start the drain: no more receiving (a long poll still waiting is cancelled); finish what is held."""
         self.drain_deadline = time.monotonic() + self.config.delivery.drain_timeout_s
         self.should_exit = True
         self.exit_requested.set()
-        for scope in list(self.receive_scopes):
+        receiving = [scope for scope, under_way in self.receive_scopes.items() if under_way]
+        for scope in [scope for scope, under_way in self.receive_scopes.items() if not under_way]:
             scope.cancel()
+        if receiving:
+            # SQS hides what a ReceiveMessage returns for visibility_timeout_s as soon as it answers;
+            # cancelling a call already answered would drop the receipt handles, and its messages would
+            # come back only after that timeout. A call returns at once when messages wait, so it gets
+            # RECEIVE_GRACE_S; a long poll still waiting then is on an empty queue and is cancelled.
+            asyncio.get_running_loop().call_later(RECEIVE_GRACE_S, self._cancel_receives, receiving)
+
+    def _cancel_receives(self, scopes: list[anyio.CancelScope]) -> None:
+        for scope in scopes:
+            if scope in self.receive_scopes:
+                scope.cancel()
 
     def ready(self) -> tuple[bool, str]:
         if self.should_exit:
@@ -550,11 +567,11 @@ class SqsIngest:
             for queue in self.queues:
                 clients[queue.name] = await stack.enter_async_context(self._client(queue))
             with anyio.CancelScope() as scope:  # SIGTERM while the queues do not answer: stop at once
-                self.receive_scopes.add(scope)
+                self.receive_scopes[scope] = False
                 try:
                     await self.check_queues(clients)
                 finally:
-                    self.receive_scopes.discard(scope)
+                    del self.receive_scopes[scope]
             if self.should_exit:
                 return EXIT_OK
             self.started = True
