@@ -68,7 +68,8 @@ def _baseline(port: int) -> int:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from bridge.http import HttpServer, Limits
+    from bridge.http import HttpServer
+    from bridge.http_guard import Limits
 
     async def events(request: Request) -> Response:
         await request.body()

@@ -37,7 +37,7 @@ def _start_service(args: argparse.Namespace) -> Config:
     """What every long-running command (run, ingest, ingest-sqs) does first: its config, its logs,
     and its file-descriptor limit raised to the hard one (before any server computes its
     connection cap from it)."""
-    from bridge.http import raise_fd_limit
+    from bridge.http_guard import raise_fd_limit
     from bridge.logs import setup_logging
 
     config = _load(args)

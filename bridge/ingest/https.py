@@ -44,7 +44,8 @@ from starlette.routing import BaseRoute, Route
 
 from bridge import metrics
 from bridge.config import Config, read_secret
-from bridge.http import Probes, RateLimitedLog, probe_routes
+from bridge.http import Probes, probe_routes
+from bridge.http_guard import RateLimitedLog
 from bridge.ingest.caliper import EnvelopeError, bearer_matches, check_envelope, load_tokens
 from bridge.ingest.jwks import JwksCache
 from bridge.ingest.writer import RawWriter, TooLarge, Unavailable

@@ -23,7 +23,8 @@ import anyio
 
 from bridge import metrics
 from bridge.config import Config
-from bridge.http import HttpServer, Limits, Probes, serve_probes
+from bridge.http import HttpServer, Probes, serve_probes
+from bridge.http_guard import Limits
 from bridge.ingest.https import IngestState, Verifier, build_app
 from bridge.ingest.jwks import JwksCache
 from bridge.ingest.writer import RawWriter

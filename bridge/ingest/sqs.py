@@ -2,7 +2,7 @@
 
 Canvas delivers Live Events to an SQS standard queue: at least once, a message comes back after
 its visibility timeout whenever it is not deleted in time. Each poller (``sqs.pollers`` per
-queue) runs one loop:
+queue; ``bridge.ingest.sqs_poller``) runs one loop:
 
 1. wait until Kafka is reachable (backpressure: nothing is received that could not be written);
 2. long-poll ``ReceiveMessage`` (``sqs.wait_time_s``, up to ``sqs.max_messages``), asking for
@@ -21,6 +21,9 @@ SQS has answered by then is held like the rest), finishes writing
 and deleting what the pollers hold and exits 0 within ``delivery.drain_timeout_s``; what is still
 unwritten then is released (visibility 0) and the exit code is 3. A second signal forces exit.
 
+This module is the command: the pollers of every queue, readiness and the drain. The queues and
+SQS's errors by kind are in ``bridge.ingest.sqs_queues``.
+
 Credentials come from the standard AWS chain (aiobotocore's default session: environment,
 shared profile, container or instance role, web identity); they are never logged, and neither
 are message bodies.
@@ -32,34 +35,30 @@ import asyncio
 import logging
 import math
 import os
-import re
 import signal
 import time
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 import anyio
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from anyio.abc import TaskGroup
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from bridge import metrics
 from bridge.config import Config, ConfigError
 from bridge.http import Probes, serve_probes
-from bridge.ingest.writer import RawWriter, TooLarge, WriteError
+from bridge.ingest.sqs_poller import Poller, Writer
+from bridge.ingest.sqs_queues import (
+    SQS_ERRORS,
+    Fatal,
+    Queue,
+    describe,
+    error_kind,
+    queues_of,
+)
+from bridge.ingest.writer import RawWriter
 
 if TYPE_CHECKING:
     from aiobotocore.session import ClientCreatorContext
@@ -78,295 +77,10 @@ EXIT_FORCED = 130
 KAFKA_PROBE_INTERVAL_S = 2.0
 #: How often the queues' approximate counts are read (a gauge per queue).
 QUEUE_STATS_INTERVAL_S = 15.0
-#: Attempts of one DeleteMessageBatch before its failed entries are left for redelivery.
-DELETE_ATTEMPTS = 4
 #: after SIGTERM, how long a ReceiveMessage under way may still answer before it is cancelled
 RECEIVE_GRACE_S = 1.0
 #: A failing queue is logged at its first error, then at most this often.
 ERROR_LOG_INTERVAL_S = 30.0
-
-#: Every error an SQS call can raise: the service's answers and the transport's failures.
-SQS_ERRORS: tuple[type[BaseException], ...] = (BotoCoreError, ClientError, OSError, TimeoutError)
-
-_THROTTLED = frozenset({"Throttling", "ThrottlingException", "RequestThrottled", "RequestThrottledException",
-                        "TooManyRequestsException", "SlowDown", "OverLimit", "KmsThrottled"})
-_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "SignatureDoesNotMatch",
-                     "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException", "InvalidSecurity",
-                     "MissingAuthenticationToken", "IncompleteSignature", "KmsAccessDenied", "KmsDisabled"})
-_MISSING = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"})
-_RECEIPT_GONE = frozenset({"ReceiptHandleIsInvalid", "InvalidReceiptHandle", "MessageNotInflight"})
-
-# States of a held message.
-PENDING, WRITTEN, DELETED, TOO_LARGE, UNAVAILABLE = "pending", "written", "deleted", "too_large", "unavailable"
-
-
-class Writer(Protocol):
-    """What a poller needs from the raw-topic writer (``RawWriter``; the benchmark's baseline writes nowhere)."""
-
-    async def write(self, value: bytes, *, timeout_s: float, signed: bool = ..., key_id: str | None = ...,
-                    received_ms: int | None = ...) -> None: ...
-
-
-class Fatal(Exception):
-    """Retrying cannot help (no credentials, access denied, no such queue): exit non-zero."""
-
-
-# -- queues -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Queue:
-    url: str
-    name: str  #: the metrics label and the name in logs: the queue's name, never the account id
-    endpoint_url: str | None  #: None: the regional AWS endpoint botocore resolves
-    region: str | None
-
-
-_AWS_HOST = re.compile(r"^(?:sqs[.-](?P<a>[a-z0-9-]+)|(?P<b>[a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?$")
-
-
-def queues_of(config: Config) -> list[Queue]:
-    """The configured queues: their label, endpoint and region (from the URL when it is an AWS one)."""
-    sqs = config.sqs
-    if not sqs.queue_urls:
-        raise ConfigError("sqs.queue_urls is empty: set the queue(s) to drain (env BRIDGE_SQS_QUEUE_URLS, "
-                          "comma-separated), e.g. https://sqs.us-east-1.amazonaws.com/123456789012/canvas-live-events")
-    out: list[Queue] = []
-    names: set[str] = set()
-    for url in sqs.queue_urls:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        name = parts.path.rstrip("/").rsplit("/", 1)[-1]
-        label, n = name, 2
-        while label in names:  # the same name in two accounts or regions
-            label, n = f"{name}-{n}", n + 1
-        names.add(label)
-        aws = _AWS_HOST.match(host)
-        url_region = (aws.group("a") or aws.group("b")) if aws else None
-        if url_region == "us-east-1" and host.startswith("queue."):
-            url_region = None
-        endpoint = sqs.endpoint_url.rstrip("/") or (None if host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
-                                                    else f"{parts.scheme}://{parts.netloc}")
-        out.append(Queue(url, label, endpoint, sqs.region or url_region))
-    return out
-
-
-def error_kind(exc: BaseException) -> str:
-    """A bounded name for an SQS failure (the ``error`` label of the receive errors)."""
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in _THROTTLED or status == 429:
-            return "throttled"
-        if code in _MISSING:
-            return "missing"
-        if code in _DENIED or status in (401, 403):
-            return "denied"
-        if status >= 500:
-            return "server"
-        return "other"
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
-        return "denied"
-    if isinstance(exc, BotoConnectionError | HTTPClientError | OSError | TimeoutError):
-        return "unreachable"
-    return "other"
-
-
-def describe(exc: BaseException) -> str:
-    """One line for a log: the error's type and message (botocore messages carry no secret)."""
-    return f"{type(exc).__name__}: {exc}"[:300]
-
-
-# -- one poller -------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Held:
-    """A received message until it is deleted or left for redelivery."""
-
-    message_id: str
-    receipt: str
-    body: bytes
-    received_ms: int
-    state: str = PENDING
-
-
-@dataclass(slots=True)
-class Poller:
-    """One receive -> write -> delete loop on one queue (module docstring)."""
-
-    ingest: SqsIngest
-    queue: Queue
-    client: SQSClient
-    backoff: float = field(init=False, default=0.0)
-
-    async def run(self) -> None:
-        while not self.ingest.should_exit:
-            batch = await self._next_batch()
-            if batch:
-                await self.handle(batch)
-
-    async def _next_batch(self) -> list[Held]:
-        """Wait for Kafka, then receive; SIGTERM cancels this part (nothing is held yet)."""
-        with anyio.CancelScope() as scope:
-            self.ingest.receive_scopes[scope] = False
-            try:
-                if self.ingest.should_exit:
-                    return []
-                await self.ingest.kafka_ok.wait()
-                self.ingest.receive_scopes[scope] = True
-                return await self._receive()
-            finally:
-                del self.ingest.receive_scopes[scope]
-        return []
-
-    async def _receive(self) -> list[Held]:
-        sqs, name = self.ingest.config.sqs, self.queue.name
-        try:
-            response = await self.client.receive_message(
-                QueueUrl=self.queue.url, MaxNumberOfMessages=sqs.max_messages, WaitTimeSeconds=sqs.wait_time_s,
-                VisibilityTimeout=sqs.visibility_timeout_s, MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            )
-        except SQS_ERRORS as exc:
-            kind = error_kind(exc)
-            metrics.SQS_RECEIVE_ERRORS.labels(name, kind).inc()
-            delivery = self.ingest.config.delivery
-            self.backoff = min(self.backoff * 2, delivery.retry_backoff_max_s) or delivery.retry_backoff_initial_s
-            self.ingest.receive_failed(self.queue, kind, exc, self.backoff)
-            await anyio.sleep(self.backoff)
-            return []
-        self.backoff = 0.0
-        self.ingest.receive_ok(self.queue)
-        messages = response.get("Messages", [])
-        if not messages:
-            return []
-        now = time.time()
-        received_ms = int(now * 1000)
-        metrics.SQS_RECEIVED.labels(name).inc(len(messages))
-        metrics.SQS_LAST_MESSAGE.labels(name).set(now)
-        redelivered = sum(1 for m in messages if m.get("Attributes", {}).get("ApproximateReceiveCount", "1") != "1")
-        if redelivered:
-            metrics.SQS_REDELIVERED.labels(name).inc(redelivered)
-        return [Held(m.get("MessageId", "?"), m["ReceiptHandle"], m.get("Body", "").encode("utf-8", "surrogatepass"),
-                     received_ms) for m in messages]
-
-    async def handle(self, batch: list[Held]) -> None:
-        """Write the batch, delete what was acknowledged; account for what is left in the queue."""
-        name = self.queue.name
-        started = time.perf_counter()
-        in_flight = metrics.SQS_IN_FLIGHT.labels(name)
-        in_flight.inc(len(batch))
-        self.ingest.held += len(batch)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._keep_invisible, batch)
-                async with anyio.create_task_group() as writes:
-                    for held in batch:
-                        writes.start_soon(self._write, held)
-                tg.cancel_scope.cancel()
-            written = [h for h in batch if h.state == WRITTEN]
-            if written:
-                await self._delete(written)
-                metrics.SQS_HOLD_SECONDS.labels(name).observe(time.perf_counter() - started)
-        finally:
-            # Cancelled (the drain ran out of time): give back at once what was not deleted.
-            unfinished = [h for h in batch if h.state in (PENDING, WRITTEN)] if self.ingest.drain_expired else []
-            if unfinished:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
-                    await self._change_visibility(unfinished, 0)
-            released = {id(h) for h in unfinished}
-            for held in batch:
-                if id(held) in released:
-                    metrics.SQS_LEFT.labels(name, "draining").inc()
-                elif held.state in (TOO_LARGE, UNAVAILABLE):
-                    metrics.SQS_LEFT.labels(name, held.state).inc()
-            in_flight.dec(len(batch))
-            self.ingest.held -= len(batch)
-
-    async def _write(self, held: Held) -> None:
-        try:
-            await self.ingest.writer.write(held.body, timeout_s=self.ingest.config.sqs.write_timeout_s,
-                                           received_ms=held.received_ms)
-        except TooLarge as exc:
-            held.state = TOO_LARGE
-            log.warning("message %s of queue %s left in the queue: %s; its redrive policy moves it to the "
-                        "queue's dead-letter queue after maxReceiveCount receives",
-                        held.message_id, self.queue.name, exc)
-        except WriteError as exc:
-            held.state = UNAVAILABLE
-            self.ingest.kafka_failed(str(exc))
-        else:
-            held.state = WRITTEN
-            metrics.SQS_WRITTEN.labels(self.queue.name).inc()
-
-    async def _keep_invisible(self, batch: list[Held]) -> None:
-        """Every half visibility timeout, extend the messages not yet deleted nor failed."""
-        timeout = self.ingest.config.sqs.visibility_timeout_s
-        while True:
-            await anyio.sleep(timeout / 2)
-            waiting = [h for h in batch if h.state in (PENDING, WRITTEN)]
-            if not waiting:
-                return
-            extended = await self._change_visibility(waiting, timeout)
-            metrics.SQS_VISIBILITY_EXTENSIONS.labels(self.queue.name).inc(extended)
-
-    async def _change_visibility(self, held: Sequence[Held], timeout_s: int) -> int:
-        """ChangeMessageVisibilityBatch, best effort; the number of messages changed."""
-        changed = 0
-        for start in range(0, len(held), 10):
-            chunk = held[start:start + 10]
-            try:
-                response = await self.client.change_message_visibility_batch(
-                    QueueUrl=self.queue.url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": h.receipt, "VisibilityTimeout": timeout_s}
-                             for i, h in enumerate(chunk)],
-                )
-            except SQS_ERRORS as exc:
-                log.warning("cannot change the visibility of %d messages of queue %s (%s)", len(chunk),
-                            self.queue.name, describe(exc))
-                continue
-            changed += len(response.get("Successful", []))
-        return changed
-
-    async def _delete(self, written: list[Held]) -> None:
-        """DeleteMessageBatch, retried; what cannot be deleted is received (and written) again."""
-        name, delivery = self.queue.name, self.ingest.config.delivery
-        pending = {str(i): h for i, h in enumerate(written)}
-        backoff = delivery.retry_backoff_initial_s
-        why = ""
-        for attempt in range(DELETE_ATTEMPTS):
-            if attempt:
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, delivery.retry_backoff_max_s)
-            ids = list(pending)
-            for start in range(0, len(ids), 10):
-                chunk = ids[start:start + 10]
-                try:
-                    response = await self.client.delete_message_batch(
-                        QueueUrl=self.queue.url,
-                        Entries=[{"Id": i, "ReceiptHandle": pending[i].receipt} for i in chunk])
-                except SQS_ERRORS as exc:
-                    why = describe(exc)
-                    continue
-                deleted = 0
-                for ok in response.get("Successful", []):
-                    held = pending.pop(ok["Id"], None)
-                    if held is not None:
-                        held.state = DELETED
-                        deleted += 1
-                metrics.SQS_DELETED.labels(name).inc(deleted)
-                for failed in response.get("Failed", []):
-                    why = f"{failed.get('Code')}: {failed.get('Message', '')}"[:300]
-                    if failed.get("SenderFault") or failed.get("Code") in _RECEIPT_GONE:
-                        pending.pop(failed["Id"], None)  # retrying cannot help
-            if not pending:
-                break
-        failed_count = sum(1 for h in written if h.state == WRITTEN)
-        if failed_count:
-            metrics.SQS_DELETE_ERRORS.labels(name).inc(failed_count)
-            log.warning("%d written messages of queue %s could not be deleted (%s): they will be received and "
-                        "written again, and the bridge suppresses the copies", failed_count, name, why)
-
 
 # -- the command ------------------------------------------------------------------------------
 

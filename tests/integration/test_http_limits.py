@@ -26,7 +26,8 @@ import anyio
 import pytest
 
 from bridge import metrics
-from bridge.http import HttpServer, Limits, Probes, probes_app
+from bridge.http import HttpServer, Probes, probes_app
+from bridge.http_guard import Limits
 from tests.conftest import Broker
 from tests.ingest_helpers import IngestProcess
 from tests.kafka_helpers import BridgeProcess, catalog_lines, produce, run, unique, wait_until
@@ -180,7 +181,7 @@ def test_raise_fd_limit_raises_the_soft_limit_to_the_hard_one_and_logs_it(
 
     _needs_hard_limit(limits[1])
     code = ("import logging, resource; logging.basicConfig(level=logging.INFO); "
-            "from bridge.http import raise_fd_limit; "
+            "from bridge.http_guard import raise_fd_limit; "
             "print(raise_fd_limit(), *resource.getrlimit(resource.RLIMIT_NOFILE))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limits))
@@ -270,7 +271,8 @@ def test_over_the_connection_limit_the_oldest_idle_connection_makes_room(small: 
 _EMFILE_SERVER = r"""
 import os, resource, sys, threading, time
 import anyio
-from bridge.http import HttpServer, Limits, Probes, probes_app
+from bridge.http import HttpServer, Probes, probes_app
+from bridge.http_guard import Limits
 
 resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
 server = HttpServer(probes_app(Probes(ready=lambda: (True, "ready"))), "127.0.0.1", 0, name="emfile",

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from bridge.cli import main
 from bridge.config import ConfigError, load_config
-from bridge.ingest.sqs import Queue, error_kind, queues_of
+from bridge.ingest.sqs_queues import Queue, error_kind, queues_of
 
 AWS_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/canvas-live-events-prod"
 
