@@ -10,7 +10,7 @@
 #
 # BASE_IMAGE is any Debian-like image with Python >= 3.11 (`python3` with venv, `useradd`) and
 # the interpreter at the same path in both stages. The default is what users pull; the tests
-# build on a base made locally from Debian's packages (scripts/base-image, README "The image").
+# build on a base made locally from Debian's packages (scripts/base-image, docs/deployment.md "The image").
 # At run time the image needs no shell and writes nothing outside /tmp, so it runs with a
 # read-only root filesystem and /tmp as a tmpfs.
 

@@ -437,7 +437,7 @@ CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
-#: The Secrets a user creates, and the keys the manifests read from them (README "Deploying on Kubernetes").
+#: The Secrets a user creates, and the keys the manifests read from them (docs/deployment.md, "Kubernetes").
 SECRET_KEYS = {
     "canvas-bridge-kafka": {"username", "password"},
     "canvas-bridge-kafka-tls": {"ca.crt"},

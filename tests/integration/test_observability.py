@@ -232,7 +232,7 @@ def test_endpoints(running_bridge: BridgeProcess) -> None:
     assert bridge.get("/readyz?verbose=1")[0] == 200  # a query string does not change the route
     # The gauge follows /readyz with the broker probe (every ~2 s).
     wait_until(lambda: bridge.metric("canvas_bridge_ready") == 1, 10, "canvas_bridge_ready == 1")
-    # Before any event: the labelled series README.md (For platform teams) says are created at start are
+    # Before any event: the labelled series docs/operations.md (Metrics) says are created at start are
     # there at 0 (rates show zeros, not gaps); the families it names as exceptions are empty.
     status, text = bridge.get("/metrics")
     assert status == 200
