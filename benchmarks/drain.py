@@ -22,7 +22,7 @@ from benchmarks.procs import (
     host_busy_pct,
     host_cpu,
     proc_cpu_s,
-    read_tree_rss_kb,
+    read_rss_kb,
     tree_cpu_s,
 )
 from benchmarks.topics import broker_port, new_admin
@@ -57,7 +57,7 @@ async def wait_drained(bootstrap: str, group: str, ends: dict[TopicPartition, in
                        limit_s: float, broker_pid: int | None = None) -> Drain:
     """Poll the group's committed offsets every 100 ms until they equal ``ends``.
 
-    Also samples the VmRSS / VmHWM of the child and the processes it started every 0.5 s.
+    Also samples the VmRSS / VmHWM of the child every 0.5 s.
     Timed from the child's spawn. ``broker_pid``: the broker's process, for its CPU time.
     """
 
@@ -77,7 +77,7 @@ async def wait_drained(bootstrap: str, group: str, ends: dict[TopicPartition, in
             if child.proc.poll() is not None:
                 raise BenchError(f"{child.name} exited with {child.proc.returncode} before draining:\n{child.tail()}")
             if now >= next_rss:
-                r, h = read_tree_rss_kb(child.proc.pid)
+                r, h = read_rss_kb(child.proc.pid)
                 rss_max, hwm, samples = max(rss_max, r), max(hwm, h), samples + 1
                 next_rss = now + RSS_SAMPLE_S
             try:
@@ -93,7 +93,7 @@ async def wait_drained(bootstrap: str, group: str, ends: dict[TopicPartition, in
                 first, at_first = time.perf_counter() - child.spawned, done
             if done >= total:
                 seconds = time.perf_counter() - child.spawned
-                r, h = read_tree_rss_kb(child.proc.pid)
+                r, h = read_rss_kb(child.proc.pid)
                 broker1 = broker_cpu_s()
                 return Drain(seconds, first, at_first, max(rss_max, r), max(hwm, h), samples + 1,
                              cpu_s=tree_cpu_s(child.proc.pid), host_busy_pct=host_busy_pct(host0, host_cpu()),

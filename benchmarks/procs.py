@@ -76,7 +76,7 @@ def kill_children() -> None:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (the bridge's core workers), from /proc/*/stat."""
+    """Every process below ``pid`` (the latency timer's kcat), from /proc/*/stat."""
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -93,16 +93,6 @@ def descendants(pid: int) -> list[int]:
         found += kids
         frontier += kids
     return found
-
-
-def read_tree_rss_kb(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) in kB summed over ``pid`` and its descendants (a bridge with core workers
-    is several processes; the sum of the high-water marks bounds their peak together)."""
-    rss = hwm = 0
-    for p in [pid, *descendants(pid)]:
-        r, h = read_rss_kb(p)
-        rss, hwm = rss + r, hwm + h
-    return rss, hwm
 
 
 def tree_cpu_s(pid: int) -> float:
