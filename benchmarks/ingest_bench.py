@@ -34,17 +34,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: the repository root, for ``benchmarks`` and ``bridge``
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import CANVAS_FILE, ROOT, own_broker
-from benchmarks.procs import proc_cpu_s, read_rss_kb
+from benchmarks.common import CANVAS_FILE, ROOT, BenchError, own_broker
+from benchmarks.procs import proc_cpu_s, read_rss_kb, wait_http_ok
 from tests.ingest_helpers import JwksServer, SigningKey, canvas_claims
-from tests.kafka_helpers import free_port
+from tests.kafka_helpers import create_topics, free_port
 
 TARGET_EPS = 2000.0
 TARGET_P99_MS = 50.0
@@ -160,19 +159,6 @@ def _peak_rss_mib(pid: int) -> float:
     return read_rss_kb(pid)[1] / 1024 or float("nan")
 
 
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer 200 within {timeout:.0f}s")
-
-
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--bootstrap", default=None)
@@ -192,7 +178,6 @@ def main(argv: list[str]) -> int:
 
     import asyncio
 
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     procs: list[subprocess.Popen[bytes]] = []
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
@@ -204,14 +189,7 @@ def main(argv: list[str]) -> int:
         bootstrap = broker.bootstrap
         raw = f"ingest-bench-{os.getpid()}-{int(time.time())}"
 
-        async def create() -> None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-            await admin.start()
-            try:
-                await admin.create_topics([NewTopic(raw, 6, 1)])
-            finally:
-                await admin.close()
-        asyncio.run(create())
+        asyncio.run(create_topics(bootstrap, [raw], partitions=6))
 
         tokens = signed_tokens(key, args.tokens)
         tokens_file = work / "tokens.txt"
@@ -226,8 +204,8 @@ def main(argv: list[str]) -> int:
             env={**env, "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BRIDGE_RAW_TOPIC": raw,
                  "BRIDGE_INGEST_PORT": str(ingest_port), "BRIDGE_HTTP_PORT": str(probes_port),
                  "BRIDGE_INGEST_JWKS_URL": jwks.url, "BRIDGE_LOG_LEVEL": "WARNING"}))
-        _wait_http(f"http://127.0.0.1:{base_port}/healthz", 30)
-        _wait_http(f"http://127.0.0.1:{probes_port}/readyz", 60)
+        wait_http_ok(f"http://127.0.0.1:{base_port}/healthz", 30, procs[0], "the baseline server")
+        wait_http_ok(f"http://127.0.0.1:{probes_port}/readyz", 60, procs[1], "canvas-bridge ingest")
         ports = {"baseline": base_port, "ingest": ingest_port}
         pids = {"baseline": procs[0].pid, "ingest": procs[1].pid}
         broker_pid = broker.pid() if broker.controllable else args.broker_pid
@@ -314,4 +292,7 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_baseline":
         sys.exit(_baseline(int(sys.argv[2])))
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BenchError as exc:
+        sys.exit(f"ingest benchmark failed: {exc}")

@@ -11,8 +11,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from benchmarks.procs import (
     start_profiler,
     stop_child,
     tree_cpu_s,
+    wait_http_ok,
 )
 from benchmarks.topics import Offsets, create_topics, produce_backlog, raw_tps, warm_partitions
 from tests.kafka_helpers import free_port
@@ -213,26 +212,11 @@ async def phase_throughput(ctx: Ctx) -> None:
 
 async def wait_ready(port: int, child: Child, limit_s: float = 120.0) -> float:
     """Poll the bridge's /readyz until 200 (partitions assigned); returns the seconds it took."""
-    url = f"http://127.0.0.1:{port}/readyz"
-    t0 = time.perf_counter()
-
-    def probe() -> int:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return int(resp.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except OSError:
-            return 0
-
-    while True:
-        if child.proc.poll() is not None:
-            raise BenchError(f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}")
-        if await asyncio.to_thread(probe) == 200:
-            return time.perf_counter() - t0
-        if time.perf_counter() - t0 > limit_s:
-            raise BenchError(f"{child.name} was not ready within {limit_s:.0f}s:\n{child.tail()}")
-        await asyncio.sleep(0.2)
+    try:
+        return await asyncio.to_thread(wait_http_ok, f"http://127.0.0.1:{port}/readyz", limit_s, child.proc,
+                                       child.name)
+    except BenchError as exc:
+        raise BenchError(f"{exc}:\n{child.tail()}") from None
 
 
 async def phase_latency(ctx: Ctx) -> None:

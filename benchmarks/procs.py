@@ -11,11 +11,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, say
+from benchmarks.common import ROOT, BenchError, say
 
 _CHILDREN: list[subprocess.Popen[bytes]] = []
 
@@ -73,6 +75,30 @@ def kill_children() -> None:
             proc.kill()
             proc.wait()
     _CHILDREN.clear()
+
+
+def http_status(url: str) -> int:
+    """The status of a GET of ``url``; 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+def wait_http_ok(url: str, limit_s: float, proc: subprocess.Popen[bytes], name: str) -> float:
+    """Poll ``url`` every 0.2 s until it answers 200, while ``proc`` (called ``name``) runs; the
+    seconds it took. BenchError if the process exits or ``limit_s`` passes first."""
+    t0 = time.perf_counter()
+    while http_status(url) != 200:
+        if proc.poll() is not None:
+            raise BenchError(f"{name} exited with {proc.returncode} while waiting for {url}")
+        if time.perf_counter() - t0 > limit_s:
+            raise BenchError(f"{url} did not answer 200 within {limit_s:.0f}s")
+        time.sleep(0.2)
+    return time.perf_counter() - t0
 
 
 def descendants(pid: int) -> list[int]:

@@ -46,13 +46,13 @@ if __package__ in (None, ""):  # run as a script: the repository root, for ``ben
 import anyio
 from aiobotocore.session import get_session
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks.common import CATALOG, BenchError, own_broker, own_sqs, run_loop, say
 from bridge import metrics
 from bridge.config import load_config
 from bridge.ingest.sqs import SqsIngest, queues_of
 from bridge.ingest.writer import RawWriter
+from tests.kafka_helpers import create_topics
 
 AWS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
 
@@ -112,12 +112,7 @@ async def left_and_delete(endpoint: str, url: str) -> int:
 
 async def raw_topic(bootstrap: str) -> str:
     name = f"bench-sqs-raw-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 3, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, [name], partitions=3)
     return name
 
 

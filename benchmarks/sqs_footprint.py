@@ -38,10 +38,9 @@ if __package__ in (None, ""):  # run as a script: the repository root, for ``ben
 from aiobotocore.session import get_session
 
 from benchmarks.common import ROOT, own_broker, own_sqs, run_loop, say
-from benchmarks.procs import read_rss_kb
+from benchmarks.procs import read_rss_kb, wait_http_ok
 from benchmarks.sqs_bench import AWS, catalog_bodies, fill_queue, left_and_delete
-from benchmarks.topics import create_topics, new_admin
-from tests.kafka_helpers import free_port
+from tests.kafka_helpers import create_topics, free_port
 
 
 def status_mib(pid: int, field: str) -> float:
@@ -75,13 +74,7 @@ def wait(what: str, ok: Any, timeout: float, proc: subprocess.Popen[bytes]) -> N
 def measure(pollers: int, messages: int, bootstrap: str, endpoint: str, work: Path) -> dict[str, float]:
     raw = f"sqs-footprint-{os.getpid()}-{pollers}-{int(time.time())}"
 
-    async def create() -> None:
-        admin = await new_admin(bootstrap)
-        try:
-            await create_topics(admin, {raw: 6})
-        finally:
-            await admin.close()
-    run_loop(create())
+    run_loop(create_topics(bootstrap, [raw], partitions=6))
     queue = run_loop(fill_queue(endpoint, []))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "AWS_"))}
@@ -93,10 +86,7 @@ def measure(pollers: int, messages: int, bootstrap: str, endpoint: str, work: Pa
     log = open(work / f"ingest-sqs-{pollers}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "bridge", "ingest-sqs"], cwd=ROOT, env=env, stderr=log)
     try:
-        def ready() -> bool:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-                return bool(resp.status == 200)
-        wait("/readyz", ready, 60, proc)
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 60, proc, "ingest-sqs")
         time.sleep(5)
         idle = status_mib(proc.pid, "VmHWM")
         bodies = catalog_bodies(messages)
