@@ -28,14 +28,8 @@ from benchmarks.procs import (
 from benchmarks.topics import broker_port, new_admin
 
 BATCH_MAX_RECORDS = 2000  # the bridge's delivery.batch_max_records default
-
-
 FETCH_TIMEOUT_MS = 200  # the bridge's delivery.fetch_timeout_ms default
-
-
 POLL_S = 0.1  # committed-offsets poll interval
-
-
 RSS_SAMPLE_S = 0.5
 
 

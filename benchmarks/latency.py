@@ -25,14 +25,8 @@ from benchmarks.mix import _TIME_TOKEN, PLACEHOLDER, partition_of, time_token
 from benchmarks.topics import producer_for
 
 LATENCY_SECONDS = 20.0
-
-
 LATENCY_WARMUP_S = 2.0
-
-
 LATENCY_TICK_S = 0.010
-
-
 LATENCY_WARMUP_ROUNDS = 3
 
 
@@ -188,8 +182,6 @@ def _latency_consumer_kcat(args: argparse.Namespace) -> int:
 
 
 _KCAT_TP = re.compile(rb"(\S+ \[\d+\])")
-
-
 _TIME_TOKEN_B = re.compile(rb"bench-t(\d+)s\d+")
 
 

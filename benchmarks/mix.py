@@ -13,8 +13,6 @@ from benchmarks.naive import naive_process
 
 #: Partitions of every raw topic (``run.py --raw-partitions``).
 DEFAULT_RAW_PARTITIONS = 6
-
-
 PLACEHOLDER = b"@@BENCH_SEQ@@"
 
 

@@ -40,8 +40,6 @@ from benchmarks.topics import Offsets, create_topics, produce_backlog, raw_tps, 
 from tests.kafka_helpers import free_port
 
 RUN_PY = ROOT / "benchmarks" / "run.py"
-
-
 #: Diagnostic drainers run beside the three figures (``--skip-diagnostics`` leaves them out):
 #: the passthrough plus the core's CPU, then plus the fan-out to the typed topics.
 DIAGNOSTICS = ["core_passthrough", "core_fanout"]

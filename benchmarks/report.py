@@ -5,14 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 TARGET_VS_PASSTHROUGH = 0.8
-
-
 TARGET_VS_NAIVE = 3.0
-
-
 TARGET_P99_MS = 50.0
-
-
 TARGET_RSS_MB = 200.0
 
 

@@ -42,11 +42,7 @@ async def create_topics(admin: AIOKafkaAdminClient, topics: dict[str, int]) -> N
 
 
 WARM_ROUNDS = 3
-
-
 WARM_RECORDS = 3
-
-
 WARM_VALUE = b"benchmark warm-up " + b"." * 1500
 
 
