@@ -154,9 +154,11 @@ def own_broker(bootstrap: str | None = None) -> Iterator[Broker]:
     say(f"starting a Kafka broker (scripts/kafka-local, state in {state})")
     try:
         broker = Broker.start_in(state, timeout=600)
-    except RuntimeError as exc:
+    except BaseException as exc:  # a failure, a timeout, Ctrl-C: no broker left behind
         Broker("", state).remove()
-        raise BenchError(f"scripts/kafka-local start failed:\n{str(exc)[-3000:]}") from None
+        if isinstance(exc, RuntimeError):
+            raise BenchError(f"scripts/kafka-local start failed:\n{str(exc)[-3000:]}") from None
+        raise
     say(f"broker up at {broker.bootstrap}")
     try:
         yield broker
@@ -175,12 +177,14 @@ def own_sqs(endpoint: str | None = None) -> Iterator[ElasticMQ]:
         return
     state = Path(tempfile.mkdtemp(prefix="canvas-bridge-bench-sqs-"))
     say(f"starting ElasticMQ (scripts/sqs-local, state in {state})")
+    server = ElasticMQ("", state)
     try:
         server = ElasticMQ.start_in(state)
-    except RuntimeError as exc:
-        raise BenchError(str(exc)[-3000:]) from None
-    try:
         yield server
+    except RuntimeError as exc:
+        if server.endpoint:
+            raise
+        raise BenchError(str(exc)[-3000:]) from None
     finally:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             server.stop()
