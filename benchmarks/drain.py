@@ -123,9 +123,10 @@ def drain_figures(n: int, d: Drain) -> dict[str, Any]:
     return out
 
 
-#: One record to publish: (topic, partition or None for the bridge's partitioner, key, value,
-#: headers, timestamp in ms or None).
-Out = tuple[str, int | None, bytes | None, bytes | None, Any, int | None]
+#: One record: (key, value, headers, timestamp in ms or None).
+Item = tuple[bytes | None, bytes | None, Any, int | None]
+#: Records for one topic: (topic, partition or None for the bridge's partitioner, records).
+Out = tuple[str, int | None, list[Item]]
 #: What a drainer does with one consumed batch (``getmany``'s answer): the records to publish.
 Transform = Callable[[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]], list[Out]]
 
@@ -156,7 +157,7 @@ async def drain_loop(bootstrap: str, topic: str, group: str, transform: Transfor
                 continue
             outs = transform(records)
             if per_record:
-                futures = [await producer.send(t, v, key=k, headers=h) for t, _, k, v, h, _ in outs]
+                futures = [await producer.send(t, v, key=k, headers=h) for t, _, items in outs for k, v, h, _ in items]
             else:
                 futures = await send_batches(producer, partitioner, outs)
             await asyncio.gather(*futures)
@@ -170,14 +171,16 @@ async def drain_loop(bootstrap: str, topic: str, group: str, transform: Transfor
 async def send_batches(producer: AIOKafkaProducer, partitioner: Any, outs: list[Out]) -> list[asyncio.Future[Any]]:
     """One record batch per (topic, partition); records without a partition go where the bridge's
     partitioner puts them (murmur2 of the key)."""
-    keyed = {o[0] for o in outs if o[1] is None}
+    keyed = {topic for topic, partition, _ in outs if partition is None}
     if keyed:
         await partitioner.prepare(producer, keyed)
-    groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any, int | None]]] = {}
-    for topic, partition, key, value, headers, ts in outs:
-        if partition is None:
-            partition = partitioner.partition(topic, key)
-        groups.setdefault((topic, partition), []).append((key, value, headers, ts))
+    groups: dict[tuple[str, int], list[Item]] = {}
+    for topic, partition, items in outs:
+        if partition is not None:
+            groups.setdefault((topic, partition), []).extend(items)
+            continue
+        for item in items:
+            groups.setdefault((topic, partitioner.partition(topic, item[0])), []).append(item)
     if keyed:
         partitioner.next_batch()
     futures = []
@@ -196,7 +199,7 @@ def passthrough(out_topic: str) -> Transform:
     """The client's limit: every value republished unchanged, to the same partition of ``out_topic``."""
 
     def transform(records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[Out]:
-        return [(out_topic, tp.partition, m.key, m.value, None, None) for tp, msgs in records.items() for m in msgs]
+        return [(out_topic, tp.partition, [(m.key, m.value, None, None) for m in msgs]) for tp, msgs in records.items()]
 
     return transform
 
@@ -206,7 +209,7 @@ def naive(prefix: str) -> Transform:
     caliper_prefix = f"{prefix}caliper."
 
     def transform(records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[Out]:
-        return [(topic, None, key, value, list(headers), None)
+        return [(topic, None, [(key, value, list(headers), None)])
                 for msgs in records.values() for m in msgs
                 for topic, key, value, headers in naive_process(m.value, prefix, caliper_prefix)]
 
@@ -232,14 +235,14 @@ def core(prefix: str, out_topic: str) -> Transform:
     def transform(records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[Out]:
         now_ms = int(time.time() * 1000)
         if prefix:
-            return [(o.topic, None, o.key, o.value, o.headers, getattr(o, "timestamp_ms", None))
+            return [(o.topic, None, [(o.key, o.value, o.headers, getattr(o, "timestamp_ms", None))])
                     for tp, msgs in records.items() for m in msgs
                     for o in process(m.value, Source(tp.topic, tp.partition, m.offset, m.key), now_ms)]
         outs: list[Out] = []
         for tp, msgs in records.items():
             for m in msgs:
                 process(m.value, Source(tp.topic, tp.partition, m.offset, m.key), now_ms)
-                outs.append((out_topic, tp.partition, m.key, m.value, None, None))
+            outs.append((out_topic, tp.partition, [(m.key, m.value, None, None) for m in msgs]))
         return outs
 
     return transform
