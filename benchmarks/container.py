@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.run import LocalBroker, say  # noqa: E402
+from benchmarks.common import own_broker, say  # noqa: E402
 from tests.chaos._util import BackgroundProducer, Topics, committed_total, make_workload  # noqa: E402
 from tests.container_helpers import BridgeContainer, build_image, image_inspect, podman  # noqa: E402
 from tests.kafka_helpers import BridgeProcess, wait_until  # noqa: E402
@@ -128,19 +128,15 @@ def main() -> int:
     results["image_size_mb"] = round(image_inspect(tag)["Size"] / 1e6, 1)
     results["base_size_mb"] = round(image_inspect(base)["Size"] / 1e6, 1)
 
-    broker = None if args.bootstrap else LocalBroker()
-    bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
     rounds: list[dict[str, object]] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-container-") as logs:
+        with own_broker(args.bootstrap) as broker, tempfile.TemporaryDirectory(prefix="bench-container-") as logs:
             for n in range(args.rounds):
                 for kind in (("container", "process") if n % 2 == 0 else ("process", "container")):
                     say(f"round {n + 1}: {kind}")
-                    rounds.append(drain_once(kind, tag, bootstrap, args.backlog, args.rate, Path(logs)))
+                    rounds.append(drain_once(kind, tag, broker.bootstrap, args.backlog, args.rate, Path(logs)))
                     say(json.dumps(rounds[-1]))
     finally:
-        if broker is not None:
-            broker.stop()
         podman("rmi", "--force", tag, check=False)
 
     print(f"image {tag} on {base}")

@@ -76,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         base = _load_core(Path(tmp))
     this = _load_core(ROOT)
     sys.path.insert(0, str(ROOT))
-    from benchmarks.core_bench import CALIPER_FILE, CANVAS_FILE, cycle_to, read_lines, source_shaped
+    from benchmarks.common import catalog_mix, cycle_to, source_shaped
 
     sets = {
-        "catalog mix": read_lines(CANVAS_FILE) + read_lines(CALIPER_FILE),
+        "catalog mix": catalog_mix(),
         "source-shaped": source_shaped(),
     }
     print(f"core A/B: this checkout against {args.base}, {args.events} values per run, {args.rounds} rounds,"

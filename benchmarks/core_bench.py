@@ -7,10 +7,11 @@ What is measured (one process, same inputs, same run):
 - ``bridge core``: ``Core(cfg.topics, cfg.decode, cfg.limits).process(value, source, now_ms)``,
   i.e. limits -> decode (msgspec Structs) -> normalize timestamps to UTC -> dedupe key -> route
   -> encode, with the default configuration (``load_config(env={})``).
-- ``baseline``: the same work done the obvious way: ``json.loads`` to dicts, walk them and
-  re-format every timestamp-ish string field as UTC with ``datetime.fromisoformat`` /
-  ``isoformat``, a dedupe key as sha256 of ``json.dumps(obj, sort_keys=True)``, and the
-  output record as ``json.dumps(...).encode()``. Caliper: one output per ``data`` element.
+- ``baseline``: the same work done the obvious way: the naive baseline of ``benchmarks/naive.py``
+  (``json.loads`` to dicts, every timestamp-ish string field re-formatted as UTC with
+  ``datetime.fromisoformat`` / ``isoformat``, a dedupe key as sha256 of
+  ``json.dumps(obj, sort_keys=True)``, the output record as ``json.dumps(...).encode()``;
+  Caliper: one output per ``data`` element). ``run.py``'s naive drainer runs the same function.
 - ``floor`` (catalog mix only): one untyped ``msgspec`` decode of each value, one encode and
   one SHA-256 of that encoding: the steps no implementation on this stack avoids, without
   the Structs, the UTC normalization, the routing and the record around them.
@@ -44,151 +45,23 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script: the repository root, for ``benchmarks`` and ``bridge``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bridge.config import load_config  # noqa: E402
-from bridge.core import Core, DeadLetter, Publish, Source  # noqa: E402
-
-CATALOG = ROOT / "tests" / "fixtures" / "catalog"
-CANVAS_FILE = CATALOG / "canvas-examples.jsonl"
-CALIPER_FILE = CATALOG / "caliper-examples.jsonl"
-SOURCE_FILE = ROOT / "tests" / "fixtures" / "source" / "canvas-source-payloads.jsonl"
+from benchmarks.common import CALIPER_FILE, CANVAS_FILE, cycle_to, read_lines, source_shaped
+from benchmarks.naive import naive_process
+from bridge.config import load_config
+from bridge.core import Core, DeadLetter, Publish, Source
 
 TARGET_CORE_US = 10.0
 TARGET_SPEEDUP = 5.0
 NOW_MS = 1_700_000_000_000
-
-
-def read_lines(path: Path) -> list[bytes]:
-    """Every non-blank line of a JSONL file, as the raw bytes a Kafka value would carry."""
-    return [line for line in path.read_bytes().splitlines() if line.strip()]
-
-
-def cycle_to(items: Sequence[Any], n: int) -> list[Any]:
-    return [items[i % len(items)] for i in range(n)]
-
-
-def source_shaped(path: Path = SOURCE_FILE) -> list[bytes]:
-    """Each source-shaped payload as sent, then as a ``compact_live_events`` account sends it."""
-    lines = read_lines(path)
-    compacted = []
-    for line in lines:
-        tree = json.loads(line)
-        tree["body"] = {k: v for k, v in tree["body"].items() if v is not None}  # Canvas's payload.compact!
-        compacted.append(json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode())
-    return lines + compacted
-
-
-# ---------------------------------------------------------------------------
-# The naive baseline: what one would write without Structs.
-# ---------------------------------------------------------------------------
-
-_TS_SUFFIXES = ("_at", "_time", "Time", "_date", "_until")
-
-
-def _is_ts_key(key: str) -> bool:
-    return key.endswith(_TS_SUFFIXES) or key.startswith("date")
-
-
-def _looks_like_date(text: str) -> bool:
-    return len(text) >= 16 and text[4] == "-" and text[7] == "-" and text[:4].isdigit()
-
-
-def _utc_iso(text: str) -> str | None:
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        return None  # a form fromisoformat does not take: carried as it came
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).isoformat()
-
-
-def _normalize(obj: Any) -> None:
-    """Re-format timestamp-ish string fields as UTC, in place, recursively."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if isinstance(v, str):
-                if _is_ts_key(k) and _looks_like_date(v):
-                    fixed = _utc_iso(v)
-                    if fixed is not None:
-                        obj[k] = fixed
-            elif isinstance(v, dict | list):
-                _normalize(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            if isinstance(v, dict | list):
-                _normalize(v)
-
-
-def _key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _ms(text: str) -> int:
-    return int(datetime.fromisoformat(text).timestamp() * 1000)
-
-
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
-
-
-def baseline_process(value: bytes, prefix: str = "canvas.", caliper_prefix: str = "canvas.caliper.") -> list[Any]:
-    """Naive equivalent of ``Core.process``: returns (topic, key, value, headers) tuples."""
-    obj = json.loads(value)
-    if "metadata" in obj:
-        _normalize(obj)
-        meta = obj["metadata"]
-        name = meta["event_name"]
-        key = _key(obj)
-        event_time = meta["event_time"]
-        record = {
-            "event_name": name,
-            "event_time": event_time,
-            "event_time_ms": _ms(event_time),
-            "dedupe_key": key,
-            "format": "canvas",
-            "metadata": meta,
-            "body": obj.get("body"),
-            "generic": False,
-        }
-        entity = meta.get("context_id") or meta.get("user_id") or key
-        headers = (("dedupe_key", key.encode()), ("event_name", name.encode()), ("event_format", b"canvas"))
-        return [(prefix + name, str(entity).encode(), json.dumps(record).encode(), headers)]
-    send_time = obj.get("sendTime")
-    if isinstance(send_time, str):
-        send_time = _utc_iso(send_time) or send_time
-    out = []
-    for event in obj["data"]:
-        _normalize(event)
-        name = _snake(event.get("type", "")) + "_" + _snake(event.get("action", ""))
-        key = _key(event)
-        event_time = event["eventTime"]
-        record = {
-            "event_name": name,
-            "event_time": event_time,
-            "event_time_ms": _ms(event_time),
-            "dedupe_key": key,
-            "format": "caliper",
-            "sensor": obj["sensor"],
-            "send_time": send_time,
-            "data_version": obj.get("dataVersion"),
-            "event": event,
-            "generic": False,
-        }
-        group = event.get("group") or event.get("actor") or {}
-        headers = (("dedupe_key", key.encode()), ("event_name", name.encode()), ("event_format", b"caliper"))
-        out.append((caliper_prefix + name, str(group.get("id", key)).encode(), json.dumps(record).encode(), headers))
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +107,7 @@ def make_runners(
 
     def run_baseline() -> None:
         for value in values:
-            baseline_process(value)
+            naive_process(value)
 
     return run_core, run_baseline
 
@@ -268,7 +141,7 @@ def bench(core: Core, lines: list[bytes], n: int, repeat: int, floor: bool = Fal
     # Warm-up: every distinct line through both, then a short run of each.
     for v, s in zip(lines, per_line_sources, strict=True):
         core.process(v, s, NOW_MS)
-        baseline_process(v)
+        naive_process(v)
     warm = min(n, 2000)
     wc, wb = make_runners(core, values[:warm], sources[:warm])
     wc()

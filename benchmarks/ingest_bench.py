@@ -25,24 +25,25 @@ Hidden sub-command: ``_baseline PORT`` (the baseline server).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):  # run as a script: the repository root, for ``benchmarks`` and ``bridge``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.ingest_helpers import JwksServer, SigningKey, canvas_claims  # noqa: E402 - real keys, a local JWKS
+from benchmarks.common import CANVAS_FILE, ROOT, BenchError, own_broker
+from benchmarks.procs import proc_cpu_s, read_rss_kb, wait_http_ok
+from tests.ingest_helpers import JwksServer, SigningKey, canvas_claims
+from tests.kafka_helpers import create_topics, free_port
 
 TARGET_EPS = 2000.0
 TARGET_P99_MS = 50.0
@@ -50,12 +51,6 @@ TARGET_P99_MS = 50.0
 
 def say(msg: str) -> None:
     print(f"[ingest-bench] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- the baseline server -------------------------------------------------------------------------
@@ -98,7 +93,7 @@ def _baseline(port: int) -> int:
 
 def signed_tokens(key: SigningKey, n: int) -> list[str]:
     """``n`` distinct Canvas events from the catalog, signed as Canvas signs them."""
-    lines = [x for x in (ROOT / "tests/fixtures/catalog/canvas-examples.jsonl").read_text().splitlines() if x]
+    lines = [x for x in CANVAS_FILE.read_text().splitlines() if x]
     out = []
     for i in range(n):
         event = json.loads(lines[i % len(lines)])
@@ -160,36 +155,9 @@ def hey(port: int, token: str, seconds: float, rate: float, work: Path, workers:
 # -- processes -----------------------------------------------------------------------------------
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
 def _peak_rss_mib(pid: int) -> float:
     """The process's peak resident memory so far (VmHWM), in MiB: what a memory limit must hold."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return float("nan")
-
-
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer 200 within {timeout:.0f}s")
+    return read_rss_kb(pid)[1] / 1024 or float("nan")
 
 
 def main(argv: list[str]) -> int:
@@ -211,29 +179,18 @@ def main(argv: list[str]) -> int:
 
     import asyncio
 
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from run import LocalBroker  # the end-to-end benchmark's broker helper
 
-    broker = None
     procs: list[subprocess.Popen[bytes]] = []
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     key = SigningKey("bench")
     jwks = JwksServer([key]).__enter__()
+    own = contextlib.ExitStack()
     try:
-        bootstrap = args.bootstrap
-        if bootstrap is None:
-            broker = LocalBroker()
-            bootstrap = broker.start()
+        broker = own.enter_context(own_broker(args.bootstrap))
+        bootstrap = broker.bootstrap
         raw = f"ingest-bench-{os.getpid()}-{int(time.time())}"
 
-        async def create() -> None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-            await admin.start()
-            try:
-                await admin.create_topics([NewTopic(raw, 6, 1)])
-            finally:
-                await admin.close()
-        asyncio.run(create())
+        asyncio.run(create_topics(bootstrap, [raw], partitions=6))
 
         tokens = signed_tokens(key, args.tokens)
         tokens_file = work / "tokens.txt"
@@ -248,11 +205,11 @@ def main(argv: list[str]) -> int:
             env={**env, "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BRIDGE_RAW_TOPIC": raw,
                  "BRIDGE_INGEST_PORT": str(ingest_port), "BRIDGE_HTTP_PORT": str(probes_port),
                  "BRIDGE_INGEST_JWKS_URL": jwks.url, "BRIDGE_LOG_LEVEL": "WARNING"}))
-        _wait_http(f"http://127.0.0.1:{base_port}/healthz", 30)
-        _wait_http(f"http://127.0.0.1:{probes_port}/readyz", 60)
+        wait_http_ok(f"http://127.0.0.1:{base_port}/healthz", 30, procs[0], "the baseline server")
+        wait_http_ok(f"http://127.0.0.1:{probes_port}/readyz", 60, procs[1], "canvas-bridge ingest")
         ports = {"baseline": base_port, "ingest": ingest_port}
         pids = {"baseline": procs[0].pid, "ingest": procs[1].pid}
-        broker_pid = broker.pid() if broker else args.broker_pid
+        broker_pid = broker.pid() if broker.controllable else args.broker_pid
 
         say("warm-up: 3 s of each")
         for port in ports.values():
@@ -262,13 +219,13 @@ def main(argv: list[str]) -> int:
         for r in range(args.rounds):
             result: dict[str, Any] = {}
             for name, port in ports.items():
-                cpu0 = _cpu_seconds(pids[name])
-                b0 = _cpu_seconds(broker_pid) if broker_pid else float("nan")
+                cpu0 = proc_cpu_s(pids[name])
+                b0 = proc_cpu_s(broker_pid) if broker_pid else float("nan")
                 sat = wrk(port, tokens_file, args.seconds, args.connections, work)
-                sat["cpu_cores"] = round((_cpu_seconds(pids[name]) - cpu0) / args.seconds, 2)
+                sat["cpu_cores"] = round((proc_cpu_s(pids[name]) - cpu0) / args.seconds, 2)
                 sat["cpu_us_per_request"] = round(sat["cpu_cores"] * 1e6 / max(sat["rps"], 1.0), 1)
                 if broker_pid:
-                    sat["broker_cpu_cores"] = round((_cpu_seconds(broker_pid) - b0) / args.seconds, 2)
+                    sat["broker_cpu_cores"] = round((proc_cpu_s(broker_pid) - b0) / args.seconds, 2)
                 lat = hey(port, tokens[r % len(tokens)], args.seconds, args.rate, work, args.hey_workers)
                 result[name] = {"saturation": sat, "paced": lat}
                 say(f"round {r + 1} {name}: {sat['ok_rps']:.0f} ok requests/s at saturation "
@@ -329,12 +286,14 @@ def main(argv: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
         jwks.__exit__(None, None, None)
-        if broker is not None:
-            broker.stop()
+        own.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_baseline":
         sys.exit(_baseline(int(sys.argv[2])))
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BenchError as exc:
+        sys.exit(f"ingest benchmark failed: {exc}")

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.core_bench import CANVAS_FILE, SOURCE_FILE, read_lines, source_shaped  # noqa: E402
+from benchmarks.common import CANVAS_FILE, SOURCE_FILE, read_lines, source_shaped  # noqa: E402
 from bridge.core import _build_missing_plan, _fill_missing, _MissingFields, _MissingPlan  # noqa: E402
 from bridge.events import CANVAS_EVENTS  # noqa: E402
 

@@ -27,62 +27,34 @@ real SQS answers a receive in ~10-20 ms, ElasticMQ on loopback in ~1 ms.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import platform
 import resource
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+if __package__ in (None, ""):  # run as a script: the repository root, for ``benchmarks`` and ``bridge``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import anyio  # noqa: E402
-from aiobotocore.session import get_session  # noqa: E402
-from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
-from run import LocalBroker, run_loop, say  # noqa: E402
+import anyio
+from aiobotocore.session import get_session
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bridge import metrics  # noqa: E402
-from bridge.config import load_config  # noqa: E402
-from bridge.ingest.sqs import SqsIngest, queues_of  # noqa: E402
-from bridge.ingest.writer import RawWriter  # noqa: E402
+from benchmarks.common import CATALOG, BenchError, own_broker, own_sqs, run_loop, say
+from bridge import metrics
+from bridge.config import load_config
+from bridge.ingest.sqs import SqsIngest, queues_of
+from bridge.ingest.writer import RawWriter
+from tests.kafka_helpers import create_topics
 
-SQS_LOCAL = ROOT / "scripts" / "sqs-local"
-CATALOG = ROOT / "tests" / "fixtures" / "catalog"
 AWS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
-
-
-class LocalSqs:
-    """scripts/sqs-local with its state in a temporary folder; stop() removes everything."""
-
-    def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="canvas-bridge-bench-sqs-")
-        self.env = {**os.environ, "SQS_LOCAL_DIR": self.dir}
-
-    def start(self) -> str:
-        say(f"starting ElasticMQ (scripts/sqs-local, state in {self.dir})")
-        proc = subprocess.run([str(SQS_LOCAL), "start"], env=self.env, cwd=ROOT, capture_output=True, text=True,
-                              timeout=300)
-        if proc.returncode != 0:
-            raise SystemExit(f"scripts/sqs-local start failed:\n{proc.stderr[-3000:]}")
-        return proc.stdout.strip().splitlines()[-1]
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            subprocess.run([str(SQS_LOCAL), "stop"], env=self.env, cwd=ROOT, timeout=60,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Nowhere:
@@ -140,12 +112,7 @@ async def left_and_delete(endpoint: str, url: str) -> int:
 
 async def raw_topic(bootstrap: str) -> str:
     name = f"bench-sqs-raw-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 3, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, [name], partitions=3)
     return name
 
 
@@ -266,17 +233,11 @@ def main() -> int:
     # The bench queues have no redrive policy: ingest-sqs's warning about it, once per drain, is noise here.
     logging.getLogger("bridge.ingest.sqs").setLevel(logging.ERROR)
     load_at_start = os.getloadavg()
-    broker = None if args.bootstrap else LocalBroker()
-    sqs = None if args.endpoint else LocalSqs()
     try:
-        bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
-        endpoint = args.endpoint or sqs.start()  # type: ignore[union-attr]
-        runs = run_loop(bench(args, endpoint, bootstrap))
-    finally:
-        if sqs is not None:
-            sqs.stop()
-        if broker is not None:
-            broker.stop()
+        with own_broker(args.bootstrap) as broker, own_sqs(args.endpoint) as sqs:
+            runs = run_loop(bench(args, sqs.endpoint, broker.bootstrap))
+    except BenchError as exc:
+        raise SystemExit(str(exc)) from None
     table = summary(runs, args.pollers)
     print(f"\ningest-sqs drain, {args.messages} catalog events per drain, median of {args.rounds} interleaved rounds")
     print(f"{'pollers':>7} {'baseline msgs/s':>16} {'kafka msgs/s':>13} {'ratio':>6} {'CPU ms/1000 (base/kafka)':>25}")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,19 +32,22 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+if __package__ in (None, ""):  # run as a script: the repository root, for ``benchmarks`` and ``bridge``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiobotocore.session import get_session  # noqa: E402
-from run import LocalBroker, create_topics, new_admin, run_loop, say  # noqa: E402
-from sqs_bench import AWS, LocalSqs, catalog_bodies, fill_queue, left_and_delete  # noqa: E402
+from aiobotocore.session import get_session
+
+from benchmarks.common import ROOT, own_broker, own_sqs, run_loop, say
+from benchmarks.procs import read_rss_kb, wait_http_ok
+from benchmarks.sqs_bench import AWS, catalog_bodies, fill_queue, left_and_delete
+from tests.kafka_helpers import create_topics, free_port
 
 
 def status_mib(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit(f"/proc/{pid}/status has no {field}")
+    rss, hwm = read_rss_kb(pid)
+    if not hwm:
+        raise SystemExit(f"/proc/{pid}/status has no {field}")
+    return {"VmRSS": rss, "VmHWM": hwm}[field] / 1024
 
 
 def metric(port: int, name: str) -> float:
@@ -72,17 +74,9 @@ def wait(what: str, ok: Any, timeout: float, proc: subprocess.Popen[bytes]) -> N
 def measure(pollers: int, messages: int, bootstrap: str, endpoint: str, work: Path) -> dict[str, float]:
     raw = f"sqs-footprint-{os.getpid()}-{pollers}-{int(time.time())}"
 
-    async def create() -> None:
-        admin = await new_admin(bootstrap)
-        try:
-            await create_topics(admin, {raw: 6})
-        finally:
-            await admin.close()
-    run_loop(create())
+    run_loop(create_topics(bootstrap, [raw], partitions=6))
     queue = run_loop(fill_queue(endpoint, []))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "AWS_"))}
     env.update({"BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BRIDGE_RAW_TOPIC": raw,
                 "BRIDGE_HTTP_PORT": str(port), "BRIDGE_SQS_QUEUE_URLS": queue, "BRIDGE_SQS_ENDPOINT_URL": endpoint,
@@ -92,10 +86,7 @@ def measure(pollers: int, messages: int, bootstrap: str, endpoint: str, work: Pa
     log = open(work / f"ingest-sqs-{pollers}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "bridge", "ingest-sqs"], cwd=ROOT, env=env, stderr=log)
     try:
-        def ready() -> bool:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-                return bool(resp.status == 200)
-        wait("/readyz", ready, 60, proc)
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 60, proc, "ingest-sqs")
         time.sleep(5)
         idle = status_mib(proc.pid, "VmHWM")
         bodies = catalog_bodies(messages)
@@ -134,17 +125,12 @@ def main() -> int:
     p.add_argument("--pollers", default="2,8", help="poller counts (default 2,8)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
-    broker, sqs = LocalBroker(), LocalSqs()
     work = Path(tempfile.mkdtemp(prefix="sqs-footprint-"))
     rows = []
-    try:
-        bootstrap, endpoint = broker.start(), sqs.start()
+    with own_broker() as broker, own_sqs() as sqs:
         for pollers in (int(x) for x in args.pollers.split(",")):
-            rows.append(measure(pollers, args.messages, bootstrap, endpoint, work))
+            rows.append(measure(pollers, args.messages, broker.bootstrap, sqs.endpoint, work))
             say(f"pollers {pollers}: {rows[-1]}")
-    finally:
-        sqs.stop()
-        broker.stop()
     print(f"\ningest-sqs peak resident memory (VmHWM), {args.messages} catalog events drained per row")
     print(f"{'pollers':>7} {'idle MiB (baseline)':>20} {'draining MiB':>13} {'msgs/s sent→deleted':>20} {'exit':>5}")
     for r in rows:

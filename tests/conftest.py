@@ -11,39 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.kafka_helpers import REPO, create_topics, run, unique
+from tests.kafka_helpers import Broker, create_topics, run, unique
 from tests.sqs_helpers import ElasticMQ
-
-KAFKA_LOCAL = REPO / "scripts" / "kafka-local"
-
-
-@dataclass
-class Broker:
-    bootstrap: str
-    state_dir: Path | None  # None: an external broker we must not stop
-
-    @property
-    def controllable(self) -> bool:
-        return self.state_dir is not None
-
-    def _env(self) -> dict[str, str]:
-        assert self.state_dir is not None
-        return {**os.environ, "KAFKA_LOCAL_DIR": str(self.state_dir)}
-
-    def stop(self) -> None:
-        subprocess.run([str(KAFKA_LOCAL), "stop"], env=self._env(), check=True, capture_output=True, timeout=120)
-
-    def start(self) -> None:
-        out = subprocess.run([str(KAFKA_LOCAL), "start"], env=self._env(), check=True, capture_output=True,
-                             text=True, timeout=180)
-        assert out.stdout.strip().splitlines()[-1] == self.bootstrap, "broker came back on another address"
 
 
 @pytest.fixture(scope="session")
@@ -52,17 +25,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     if external:
         yield Broker(external, None)
         return
-    state = tmp_path_factory.mktemp("kafka-local")
-    env = {**os.environ, "KAFKA_LOCAL_DIR": str(state)}
-    out = subprocess.run([str(KAFKA_LOCAL), "start"], env=env, capture_output=True, text=True, timeout=300)
-    if out.returncode != 0:
-        pytest.exit(f"could not start the local Kafka broker:\n{out.stderr}", returncode=3)
-    bootstrap = out.stdout.strip().splitlines()[-1]
     try:
-        yield Broker(bootstrap, state)
+        server = Broker.start_in(tmp_path_factory.mktemp("kafka-local"))
+    except RuntimeError as exc:
+        pytest.exit(f"could not start the local Kafka broker:\n{exc}", returncode=3)
+    try:
+        yield server
     finally:
-        subprocess.run([str(KAFKA_LOCAL), "stop"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(state, ignore_errors=True)
+        server.remove()
 
 
 @pytest.fixture

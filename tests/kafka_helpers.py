@@ -7,7 +7,9 @@ production), records are read back with an independent consumer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +28,59 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 REPO = Path(__file__).resolve().parent.parent
 CATALOG = REPO / "tests" / "fixtures" / "catalog"
+KAFKA_LOCAL = REPO / "scripts" / "kafka-local"
+
+
+@dataclass
+class Broker:
+    """A Kafka broker: one run by scripts/kafka-local in a state folder of its own, or an external
+    one (``state_dir`` None) that must not be stopped. The tests' session broker and the
+    benchmarks' own broker are both this."""
+
+    bootstrap: str
+    state_dir: Path | None  # None: an external broker we must not stop
+
+    @classmethod
+    def start_in(cls, state_dir: Path, timeout: float = 300) -> Broker:
+        """Start a broker with its state in ``state_dir``; RuntimeError with its stderr if it fails."""
+        out = subprocess.run([str(KAFKA_LOCAL), "start"], env={**os.environ, "KAFKA_LOCAL_DIR": str(state_dir)},
+                             capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr)
+        return cls(out.stdout.strip().splitlines()[-1], state_dir)
+
+    @property
+    def controllable(self) -> bool:
+        return self.state_dir is not None
+
+    def _env(self) -> dict[str, str]:
+        assert self.state_dir is not None
+        return {**os.environ, "KAFKA_LOCAL_DIR": str(self.state_dir)}
+
+    def stop(self) -> None:
+        subprocess.run([str(KAFKA_LOCAL), "stop"], env=self._env(), check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        out = subprocess.run([str(KAFKA_LOCAL), "start"], env=self._env(), check=True, capture_output=True,
+                             text=True, timeout=180)
+        assert out.stdout.strip().splitlines()[-1] == self.bootstrap, "broker came back on another address"
+
+    def pid(self) -> int | None:
+        """The broker's JVM (to read its CPU time), None when unknown."""
+        if self.state_dir is None:
+            return None
+        try:
+            return int((self.state_dir / "kafka.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def remove(self) -> None:
+        """Stop the broker whatever state it is in, and delete its state folder."""
+        if self.state_dir is None:
+            return
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run([str(KAFKA_LOCAL), "stop"], env=self._env(), capture_output=True, timeout=120)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 def catalog_lines(name: str = "canvas-examples.jsonl") -> list[bytes]:

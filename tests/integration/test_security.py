@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KAFKA_LOCAL, require_tool
+from tests.conftest import require_tool
 from tests.kafka_helpers import (
+    KAFKA_LOCAL,
     REPO,
     BridgeProcess,
     catalog_lines,
