@@ -12,10 +12,7 @@ signal forces exit (130).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import signal
 import time
 from functools import partial
 
@@ -28,13 +25,10 @@ from bridge.http_guard import Limits
 from bridge.ingest.https import IngestState, Verifier, build_app
 from bridge.ingest.jwks import JwksCache
 from bridge.ingest.writer import RawWriter
+from bridge.lifecycle import EXIT_FATAL, EXIT_OK, Drain
 
 log = logging.getLogger("bridge.ingest")
 
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_DRAIN_TIMEOUT = 3
-EXIT_FORCED = 130
 PROBE_INTERVAL_S = 2.0
 PROBE_STALE_S = 6.0
 
@@ -48,8 +42,7 @@ class IngestService:
                                min_refetch_s=ingest.jwks_min_refetch_s, timeout_s=ingest.jwks_timeout_s)
                      if ingest.jwks_url else None)
         self.state = IngestState(max_in_flight=ingest.max_in_flight)
-        self.exit_requested = anyio.Event()
-        self.drain_deadline = float("inf")
+        self.drain = Drain(config.delivery.drain_timeout_s, self._start_drain)
         self._broker_ok_at = 0.0
         probes = Probes(ready=self.ready)
         verifier = Verifier(self.jwks, ingest.issuers, ingest.leeway_s)
@@ -62,16 +55,9 @@ class IngestService:
                                  keyfile=ingest.tls_keyfile)
         self.probes = probes
 
-    def handle_exit(self) -> None:
-        if self.state.draining:
-            log.warning("second signal: forcing exit")
-            os._exit(EXIT_FORCED)
-        log.info("signal received: draining (at most %.0fs); a second signal forces exit",
-                 self.config.delivery.drain_timeout_s)
+    def _start_drain(self) -> None:
         self.state.draining = True
-        self.drain_deadline = time.monotonic() + self.config.delivery.drain_timeout_s
         self.server.stop()
-        self.exit_requested.set()
 
     def ready(self) -> tuple[bool, str]:
         if self.state.draining:
@@ -94,18 +80,9 @@ class IngestService:
             metrics.READY.set(1 if self.ready()[0] else 0)
             await anyio.sleep(PROBE_INTERVAL_S)
 
-    async def drain_watchdog(self) -> None:
-        await self.exit_requested.wait()
-        await anyio.sleep(max(0.0, self.drain_deadline - time.monotonic()) + 1.0)
-        log.error("drain did not finish within delivery.drain_timeout_s=%.0fs; exiting",
-                  self.config.delivery.drain_timeout_s)
-        logging.shutdown()
-        os._exit(EXIT_DRAIN_TIMEOUT)
-
     async def run(self) -> int:
         config = self.config
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self.drain_watchdog)
             await tg.start(self.writer.run)
             if self.jwks is not None:
                 if self.jwks.url.startswith("http://"):
@@ -125,7 +102,7 @@ class IngestService:
                     tg.cancel_scope.cancel()
                     return EXIT_FATAL
             tg.start_soon(self.probe_loop)
-            await self.exit_requested.wait()
+            await self.drain.requested.wait()
             # Drain: the ingest port stopped accepting; its requests in flight get their answers.
             await self.server.wait_stopped()
             await self.writer.close()
@@ -140,14 +117,9 @@ async def run_ingest(config: Config) -> int:
     metrics.declare_ingest("caliper")
     metrics.declare_ingest_http()
     service = IngestService(config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, service.handle_exit)
-    try:
-        return await service.run()
-    except Exception:
-        log.exception("unexpected error; exiting")
-        return EXIT_FATAL
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    with service.drain.on_signals():
+        try:
+            return await service.run()
+        except Exception:
+            log.exception("unexpected error; exiting")
+            return EXIT_FATAL

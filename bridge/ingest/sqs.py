@@ -34,8 +34,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
-import signal
 import time
 from contextlib import AsyncExitStack
 from functools import partial
@@ -59,6 +57,7 @@ from bridge.ingest.sqs_queues import (
     queues_of,
 )
 from bridge.ingest.writer import RawWriter
+from bridge.lifecycle import EXIT_DRAIN_TIMEOUT, EXIT_FATAL, EXIT_OK, Drain
 
 if TYPE_CHECKING:
     from aiobotocore.session import ClientCreatorContext
@@ -66,12 +65,6 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs.literals import QueueAttributeFilterType
 
 log = logging.getLogger("bridge.ingest.sqs")
-
-# The same exit codes as ``run``.
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_DRAIN_TIMEOUT = 3
-EXIT_FORCED = 130
 
 #: How often Kafka is probed (readiness, and when receiving may resume after a failed write).
 KAFKA_PROBE_INTERVAL_S = 2.0
@@ -99,6 +92,8 @@ class SqsIngest:
         self.drain_expired = False
         self.drain_deadline = math.inf
         self.exit_requested = asyncio.Event()
+        #: SIGTERM, SIGINT: ``stop``, bounded (``bridge.lifecycle``)
+        self.drain = Drain(config.delivery.drain_timeout_s, self.stop, what="no more receiving")
         self.kafka_ok = asyncio.Event()
         self.kafka_error = "starting: Kafka not reached yet"
         #: the pollers' receive scopes -> whether a ReceiveMessage call is under way in it
@@ -112,28 +107,12 @@ class SqsIngest:
 
     # -- signals and readiness ----------------------------------------------------------------
 
-    def handle_exit(self) -> None:
-        if self.should_exit:
-            log.warning("second signal: forcing exit")
-            os._exit(EXIT_FORCED)
-        log.info("signal received: no more receiving; finishing the %d messages held (at most %.0fs); a "
-                 "second signal forces exit", self.held, self.config.delivery.drain_timeout_s)
-        self.stop()
-        # The hard bound of the whole drain, flushing the producer included: a timer of the event
-        # loop, so that it fires whatever the tasks are doing (a shielded close too).
-        asyncio.get_running_loop().call_later(self.config.delivery.drain_timeout_s + 1.0, self._drain_overran)
-
-    def _drain_overran(self) -> None:
-        log.error("shutdown did not finish within delivery.drain_timeout_s=%.0fs; exiting",
-                  self.config.delivery.drain_timeout_s)
-        logging.shutdown()
-        os._exit(EXIT_DRAIN_TIMEOUT)
-
     def stop(self) -> None:
         """Start the drain: no more receiving (a long poll still waiting is cancelled); finish what is held."""
         self.drain_deadline = time.monotonic() + self.config.delivery.drain_timeout_s
         self.should_exit = True
         self.exit_requested.set()
+        log.info("finishing the %d messages held", self.held)
         receiving = [scope for scope, under_way in self.receive_scopes.items() if under_way]
         for scope in [scope for scope, under_way in self.receive_scopes.items() if not under_way]:
             scope.cancel()
@@ -333,9 +312,11 @@ async def run_ingest_sqs(config: Config) -> int:
     metrics.declare_sqs([q.name for q in queues], time.time())
     writer = RawWriter(config, "sqs")
     ingest = SqsIngest(config, writer, queues, raw_writer=writer, session=session)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, ingest.handle_exit)
+    with ingest.drain.on_signals():
+        return await _run(config, ingest, writer)
+
+
+async def _run(config: Config, ingest: SqsIngest, writer: RawWriter) -> int:
     try:
         async with anyio.create_task_group() as tg:
             if not await _serve_http(tg, config, Probes(ready=ingest.ready)):
@@ -354,6 +335,3 @@ async def run_ingest_sqs(config: Config) -> int:
     except Exception:
         log.exception("unexpected error; what is held is not deleted and comes back after the visibility timeout")
         return EXIT_FATAL
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
