@@ -54,7 +54,7 @@ from bridge.events.caliper import (
     caliper_event_name,
 )
 from bridge.pii import PiiPolicy
-from bridge.timestamps import TimestampError, epoch_ms, parse_lenient, to_utc_text
+from bridge.timestamps import TimestampError, epoch_ms, parse_lenient, to_utc_text, utc_json
 
 Headers = list[tuple[str, bytes]]  # a list: aiokafka's record builder takes lists only
 
@@ -347,30 +347,6 @@ class _Slow(Exception):
     """Internal: the fast path met something unusual; the general path decides (same result)."""
 
 
-_encode_datetime = msgspec.json.Encoder().encode
-
-
-def _fast_utc(value: datetime) -> msgspec.Raw:
-    """``to_utc_text`` for the fast path, as the JSON string itself (no str round trip).
-
-    msgspec writes a UTC datetime as ``"YYYY-MM-DDTHH:MM:SS[.ffffff]Z"``; only the fraction is
-    adjusted to ``to_utc_text``'s (milliseconds, microseconds when present). A naive or
-    out-of-range datetime goes the general way, which explains it.
-    """
-    tz = value.tzinfo
-    if tz is not UTC:
-        if tz is None:
-            raise _Slow
-        value = value.astimezone(UTC)  # OverflowError near the years 1 and 9999
-    text = _encode_datetime(value)
-    n = len(text)
-    if n == 29:
-        return msgspec.Raw(text[:24] + b'Z"' if text[24:27] == b"000" else text)
-    if n == 22:
-        return msgspec.Raw(text[:20] + b'.000Z"')
-    raise _Slow
-
-
 def _compile_normalizer(root: _Plan) -> Callable[[Any], None]:
     """The plan as straight-line Python: one generated function per Struct type, no dispatch.
 
@@ -404,7 +380,7 @@ def _compile_normalizer(root: _Plan) -> Callable[[Any], None]:
                 items = "v" if kind == _KIND_LIST_STRUCT else "v.values()"
                 lines += [f"        for x in {items}:", "            if x is not None:"]
                 lines.append(f"                n{id(sub)}(x)")
-    namespace: dict[str, Any] = {"T": _fast_utc}
+    namespace: dict[str, Any] = {"T": utc_json}
     exec(compile("\n".join(lines), "<bridge.core normalizer>", "exec"), namespace)  # our own generated code
     fn: Callable[[Any], None] = namespace[f"n{id(root)}"]
     return fn
@@ -1324,7 +1300,7 @@ class Core:
         out: list[Output] = []
         try:
             env = self._caliper_in(value)
-            send_time = _fast_utc(env.send_time)
+            send_time = utc_json(env.send_time)
             if not env.data:
                 return None
             scanned = False
