@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.core_bench import CANVAS_FILE, SOURCE_FILE, read_lines, source_shaped  # noqa: E402
-from bridge.core import _build_missing_plan, _fill_missing, _MissingFields, _MissingPlan  # noqa: E402
+from bridge.core.plans import _build_missing_plan, _fill_missing, _MissingFields, _MissingPlan  # noqa: E402
 from bridge.events import CANVAS_EVENTS  # noqa: E402
 
 UNSET = msgspec.UNSET

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.core import Core, Publish, _static_depth
+from bridge.core import Core, Publish
+from bridge.core.plans import _static_depth
 from bridge.events import CANVAS_EVENTS, CanvasMetadata
 from bridge.timestamps import to_utc_text, utc_json
 from tests.unit._helpers import CALIPER_LINES, CANVAS_LINES, NOW_MS, SOURCE, make_core, rewrite_timestamp
@@ -48,8 +49,8 @@ def test_other_settings_give_the_same_records_on_both_paths(settings_: dict[str,
 def _fast_taken(core: Core, line: bytes) -> bool:
     core.process(line, SOURCE, NOW_MS)  # the first event of a type fills the topic memo
     if b'"metadata"' in line:
-        return core._canvas_fast(line, SOURCE) is not None
-    return core._caliper_fast(line, SOURCE) is not None
+        return core.canvas.take(line, SOURCE) is not None
+    return core.caliper.take(line, SOURCE) is not None
 
 
 def test_the_fast_path_takes_every_example_that_fits_its_struct_exactly() -> None:
