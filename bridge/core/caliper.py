@@ -8,7 +8,6 @@ envelope, ``general`` every strategy on each; both end in ``Records.caliper``.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import msgspec
 
@@ -18,7 +17,7 @@ from bridge.core.lenient import _EPOCH, _MS, _loads, _normalized_time, _parse_re
 from bridge.core.limits import depth_ok
 from bridge.core.outputs import R_INVALID_CALIPER, R_INVALID_TIMESTAMP, Publish, Rejected, Source
 from bridge.core.plans import _NormalizeState, _Plan
-from bridge.core.records import Extras, Records
+from bridge.core.records import Extras, NameHeaders, Records
 from bridge.core.routing import Routes
 from bridge.core.twins import _Twins
 from bridge.events.caliper import CALIPER_EVENTS, CaliperEnvelope, CaliperEventHead, caliper_event_name
@@ -47,12 +46,18 @@ class CaliperFormat:
         self._caliper_in = msgspec.json.Decoder(_CaliperIn).decode
         self._max_depth = max_depth
         self._routes = routes
+        #: What ``take`` needs of a catalog event type: its name, decoder, topic and name headers.
+        self._routes_by_name: dict[str | None, tuple[str, _TypedDecoder, str, NameHeaders]] = {
+            name: (name, d, routes.caliper[name], records.name_headers(name, "caliper"))
+            for name, d in self.events.items() if name in routes.caliper
+        }  # fmt: skip
         self._records = records
         self._counts = counts
 
     def take(self, value: bytes, source: Source) -> list[Publish] | None:
         """Every event of the envelope fits its Struct exactly; every timestamp has an offset."""
-        taken: list[tuple[CaliperEventHead, str, str, Any, int]] = []
+        out: list[Publish] = []
+        caliper = self._records.caliper
         try:
             env = self._caliper_in(value)
             send_time = utc_json(env.send_time)
@@ -61,11 +66,10 @@ class CaliperFormat:
             scanned = False
             for raw in env.data:
                 head = self._head(raw)
-                name = caliper_event_name(head) if head.id and head.type else None
-                decoder = self.events.get(name) if name is not None else None
-                topic = self._routes.caliper.get(name) if name is not None else None
-                if decoder is None or topic is None or name is None:
+                route = self._routes_by_name.get(caliper_event_name(head)) if head.id and head.type else None
+                if route is None:
                     return None
+                name, decoder, topic, name_headers = route
                 if (decoder.depth is None or decoder.depth + 2 > self._max_depth) and not scanned:
                     if not depth_ok(value, self._max_depth):
                         return None
@@ -75,13 +79,12 @@ class CaliperFormat:
                 if event_ms < 0:
                     return None
                 decoder.fast_normalize(event)
-                taken.append((head, name, topic, event, event_ms))
+                out.append(caliper(source, topic, name_headers, name, head, env, send_time, event, event.event_time,
+                                   event_ms, event))  # fmt: skip
         except TAKE_ERRORS:
             return None
-        self._counts[EXACT] += len(taken)
-        caliper = self._records.caliper
-        return [caliper(source, topic, name, head, env, send_time, event, event.event_time, event_ms, event)
-                for head, name, topic, event, event_ms in taken]  # fmt: skip
+        self._counts[EXACT] += len(out)
+        return out
 
     def general(self, value: bytes, source: Source, state: _NormalizeState) -> list[Publish]:
         env_part = self._envelope.decode(value, "envelope", state, R_INVALID_CALIPER)
@@ -116,8 +119,9 @@ class CaliperFormat:
             strategies.append(max(env_part.strategy, part.strategy))
             topic = self._routes.caliper_topic(name, generic)
             extras = Extras(generic, part.unknown, part.malformed)
-            out.append(self._records.caliper(source, topic, name, head, env, send_time, part.obj, event_text,
-                                             event_ms, part.out, extras))  # fmt: skip
+            name_headers = self._records.name_headers(name, "caliper")
+            out.append(self._records.caliper(source, topic, name_headers, name, head, env, send_time, part.obj,
+                                             event_text, event_ms, part.out, extras))  # fmt: skip
         for strategy in strategies:  # once every event is taken: else the envelope dead-letters
             self._counts[strategy] += 1
         return out

@@ -19,7 +19,7 @@ from bridge.core.lenient import _EPOCH, _MS, _loads, _normalized_time
 from bridge.core.limits import depth_ok
 from bridge.core.outputs import R_INVALID_BODY, R_INVALID_METADATA, R_INVALID_TIMESTAMP, Publish, Rejected, Source
 from bridge.core.plans import _NormalizeState, _Plan
-from bridge.core.records import Extras, Records
+from bridge.core.records import Extras, NameHeaders, Records
 from bridge.core.routing import Routes
 from bridge.core.twins import _Twins
 from bridge.events import CANVAS_EVENTS, CanvasMetadata
@@ -42,9 +42,10 @@ class _CanvasIn(msgspec.Struct, forbid_unknown_fields=True):
     body: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
 
 
-#: What ``take`` needs of a catalog event type: its body decoder, its topic, whether its Structs
-#: bound the depth within limits.max_depth, and the check for UNSET fields (None: no ``Expected`` field).
-_Route = tuple[_TypedDecoder, str, bool, Callable[[Any], bool] | None]
+#: What ``take`` needs of a catalog event type: its body decoder, its topic and name headers,
+#: whether its Structs bound the depth within limits.max_depth, and the check for UNSET fields
+#: (None: no ``Expected`` field).
+_Route = tuple[_TypedDecoder, str, NameHeaders, bool, Callable[[Any], bool] | None]
 
 
 class CanvasFormat:
@@ -73,8 +74,9 @@ class CanvasFormat:
         self._normalize_metadata = self.metadata.fast_normalize
         meta_depth = self.metadata.depth
         self._routes_by_name: dict[str, _Route] = {
-            name: (d, routes.canvas[name], meta_depth is not None and d.depth is not None
-                   and 1 + max(meta_depth, d.depth) <= max_depth, d.missing.check if d.missing is not None else None)
+            name: (d, routes.canvas[name], records.name_headers(name, "canvas"),
+                   meta_depth is not None and d.depth is not None and 1 + max(meta_depth, d.depth) <= max_depth,
+                   d.missing.check if d.missing is not None else None)
             for name, d in self.bodies.items() if name in routes.canvas
         }  # fmt: skip
 
@@ -92,7 +94,7 @@ class CanvasFormat:
             route = self._routes_by_name.get(event_name)
             if route is None:
                 return None
-            decoder, topic, bounded, has_missing = route
+            decoder, topic, name_headers, bounded, has_missing = route
             if not bounded and not depth_ok(value, self._max_depth):
                 return None
             try:
@@ -114,7 +116,7 @@ class CanvasFormat:
             return None
         self._counts[strategy] += 1
         event_text: Any = m.event_time  # normalized: its UTC text, as the JSON string (msgspec.Raw)
-        return self._records.canvas(source, topic, event_name, event_text, event_ms, m, m, body, extras)
+        return self._records.canvas(source, topic, name_headers, event_name, event_text, event_ms, m, m, body, extras)
 
     def _in_twin(self, value: bytes) -> Any:
         for decode, fix in self._in_twins:
@@ -155,7 +157,9 @@ class CanvasFormat:
         self._counts[max(meta.strategy, body.strategy)] += 1
         extras = Extras(body.strategy == GENERIC, meta.unknown + body.unknown, body.malformed, declared,
                         meta.missing + body.missing)  # fmt: skip
-        return self._records.canvas(source, topic, event_name, event_text, event_ms, m, meta.out, body.out, extras)
+        name_headers = self._records.name_headers(event_name, "canvas")
+        return self._records.canvas(source, topic, name_headers, event_name, event_text, event_ms, m, meta.out,
+                                    body.out, extras)  # fmt: skip
 
     def _misfiled(self, body: bytes, declared: str, state: _NormalizeState) -> tuple[str, _Decoded] | None:
         """A body that fits exactly one *other* event type was misfiled upstream.

@@ -30,6 +30,8 @@ from bridge.events import CanvasMetadata
 from bridge.events.caliper import CaliperEnvelope, CaliperEventHead
 from bridge.pii import PiiPolicy
 
+#: The ``event_name`` and ``event_format`` headers of an event type.
+NameHeaders = tuple[tuple[str, bytes], tuple[str, bytes]]
 _encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
 
@@ -99,12 +101,13 @@ class Records:
         self._key_mode = topics.key
         self._entity_keys = topics.key == "entity"
         self._pii = pii
-        self._header_memo: dict[tuple[str, str], tuple[tuple[str, bytes], tuple[str, bytes]]] = {}
+        self._header_memo: dict[tuple[str, str], NameHeaders] = {}
 
     def canvas(
         self,
         source: Source,
         topic: str,
+        name_headers: NameHeaders,
         event_name: str,
         event_text: str | msgspec.Raw,
         event_ms: int,
@@ -133,7 +136,7 @@ class Records:
                 record_key = source.key if source.key is not None else key_bytes
         else:
             record_key = self._record_key(source, key_bytes)
-        headers: Headers = [(H_DEDUPE_KEY, key_bytes), *self.name_headers(event_name, "canvas")]
+        headers: Headers = [(H_DEDUPE_KEY, key_bytes), *name_headers]
         if extras is None:
             return Publish(topic, record_key, value, headers, event_ms, event_name, key)
         declared = extras.declared if extras.declared != event_name else None
@@ -145,6 +148,7 @@ class Records:
         self,
         source: Source,
         topic: str,
+        name_headers: NameHeaders,
         name: str,
         head: CaliperEventHead,
         env: CaliperEnvelope,
@@ -172,14 +176,14 @@ class Records:
             )
         else:
             record_key = self._record_key(source, key_bytes)
-        headers: Headers = [(H_DEDUPE_KEY, key_bytes), *self.name_headers(name, "caliper")]
+        headers: Headers = [(H_DEDUPE_KEY, key_bytes), *name_headers]
         if extras is None:
             return Publish(topic, record_key, value, headers, event_ms, name, key, "caliper")
         headers += _extra_headers(extras, None)
         return Publish(topic, record_key, value, headers, event_ms, name, key, "caliper", generic, extras.unknown,
                        extras.malformed)  # fmt: skip
 
-    def name_headers(self, name: str, fmt: str) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
+    def name_headers(self, name: str, fmt: str) -> NameHeaders:
         """The ``event_name`` and ``event_format`` headers, memoized for known names."""
         pair = self._header_memo.get((name, fmt))
         if pair is None:
@@ -195,9 +199,12 @@ class Records:
 
 def _caliper_entity(event: Any) -> str | None:
     """Per-entity ordering for Caliper: the course (``group``) when there is one, else the actor."""
+    if not isinstance(event, dict):  # a CaliperEvent: both are typed, their ids are strings
+        part = event.group if event.group is not None else event.actor
+        return part.id if part is not None else None
     for name in ("group", "actor"):
-        part = event.get(name) if isinstance(event, dict) else getattr(event, name, None)
-        ident = part.get("id") if isinstance(part, dict) else getattr(part, "id", None)
+        part = event.get(name)
+        ident = part.get("id") if isinstance(part, dict) else None
         if isinstance(ident, str):
             return ident
     return None
