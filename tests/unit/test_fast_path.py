@@ -47,7 +47,7 @@ def test_other_settings_give_the_same_records_on_both_paths(settings_: dict[str,
 
 
 def _fast_taken(core: Core, line: bytes) -> bool:
-    core.process(line, SOURCE, NOW_MS)  # the first event of a type fills the topic memo
+    """The exact strategy takes ``line``, also as the first event of its type (no memo to fill first)."""
     if b'"metadata"' in line:
         return core.canvas.take(line, SOURCE) is not None
     return core.caliper.take(line, SOURCE) is not None
@@ -161,3 +161,23 @@ def test_the_ferpa_policy_gives_the_same_records_on_both_paths() -> None:
         assert [r.dedupe_key for r in records] == [r.dedupe_key for r in plain]
     assert any(r.value != p.value for line in CANVAS_LINES for r, p in zip(_both(line, fast, general), _both(line),
                                                                          strict=True))  # fmt: skip
+
+
+def test_the_decode_strategy_metric_reads_the_cores_counts_at_scrape_time() -> None:
+    from bridge.metrics import DecodeStrategies
+
+    collector = DecodeStrategies()
+    cores = [make_core(), make_core()]
+    for core in cores:
+        collector.watch(core.strategy_counts)
+
+    def scrape() -> dict[str, float]:
+        (family,) = collector.collect()
+        assert family.name == "canvas_bridge_decode_strategy_events"
+        return {s.labels["strategy"]: s.value for s in family.samples if s.name.endswith("_total")}
+
+    assert scrape() == {"exact": 0, "twin": 0, "lenient": 0, "generic": 0}
+    cores[0].process(CANVAS_LINES[-1], SOURCE, NOW_MS)
+    cores[1].process(CANVAS_LINES[-1], SOURCE, NOW_MS)
+    cores[1].process(b'{"metadata": {"event_name": "x", "event_time": "2024-07-30T19:04:35Z"}, "body": {}}', SOURCE, 0)
+    assert scrape() == {"exact": 2, "twin": 0, "lenient": 0, "generic": 1}, CANVAS_LINES[-1][:80]
