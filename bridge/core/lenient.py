@@ -53,16 +53,16 @@ def _path_text(root: str, path: PathT) -> str:
     return out
 
 
-def _coerce(value: Any, t: msgspec.inspect.Type, path: PathT, acc: _Lenience, id_like: bool = False) -> Any:
+def _coerce(value: Any, t: msgspec.inspect.Type, path: PathT, acc: _Lenience) -> Any:
     """Prepare decoded JSON for ``msgspec.convert`` into the Struct described by ``t``.
 
-    ``id_like``: the field is an identifier (``Id``, or named ``id``/``*_id``) typed as a string.
-    Canvas sends some of those as JSON integers: they are published as their decimal strings.
+    An identifier (a field typed ``Id`` or ``ExternalId``) that Canvas sent as a JSON integer is
+    published as its decimal string.
     """
     if value is None:
         return None
     _, canvas_id, t, known = _type_facts(t, acc.facts)
-    if (id_like or canvas_id) and isinstance(value, int) and not isinstance(value, bool):
+    if canvas_id and isinstance(value, int) and not isinstance(value, bool):
         return str(value) if isinstance(t, msgspec.inspect.StrType) else value
     if known is not None:
         if not isinstance(value, dict):
@@ -73,7 +73,7 @@ def _coerce(value: Any, t: msgspec.inspect.Type, path: PathT, acc: _Lenience, id
             if f is None:
                 acc.extras.append(((*path, k), v))
             else:
-                out[k] = _coerce(v, f.type, (*path, k), acc, k == "id" or k.endswith(("_id", "_ids")))
+                out[k] = _coerce(v, f.type, (*path, k), acc)
         return out
     if isinstance(t, msgspec.inspect.DateTimeType):
         if isinstance(value, str):
@@ -85,7 +85,7 @@ def _coerce(value: Any, t: msgspec.inspect.Type, path: PathT, acc: _Lenience, id
         return value
     if isinstance(t, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):
         if isinstance(value, list):
-            return [_coerce(v, t.item_type, (*path, i), acc, id_like) for i, v in enumerate(value)]
+            return [_coerce(v, t.item_type, (*path, i), acc) for i, v in enumerate(value)]
         return value
     if isinstance(t, msgspec.inspect.DictType):
         if isinstance(value, dict):

@@ -20,11 +20,6 @@ from bridge.timestamps import parse_lenient
 # ---------------------------------------------------------------------------
 
 
-def _id_like(encode_name: str) -> bool:
-    """Named like an identifier, as ``_coerce`` reads it."""
-    return encode_name == "id" or encode_name.endswith(("_id", "_ids"))
-
-
 #: Marks a twin field that holds a timestamp as text (read by the generated fix-up).
 _TIME_TEXT = msgspec.Meta(extra={"bridge_time_text": True})
 
@@ -60,7 +55,7 @@ class _Twins:
         new_fields = []
         changed = False
         for f in fields:
-            t, did = self._rewrite(f.type, _id_like(f.encode_name))
+            t, did = self._rewrite(f.type)
             changed |= did
             default: Any = msgspec.field(name=f.encode_name) if f.default is msgspec.NODEFAULT else (
                 msgspec.field(default=f.default, name=f.encode_name))
@@ -74,21 +69,19 @@ class _Twins:
         self._types[cls] = twin
         return twin
 
-    def _rewrite(self, t: Any, id_like: bool) -> tuple[Any, bool]:
+    def _rewrite(self, t: Any) -> tuple[Any, bool]:
         origin = typing.get_origin(t)
         if origin is typing.Annotated:
             base, *metas = typing.get_args(t)
             if base is str and any(isinstance(m, msgspec.Meta) and (m.extra or {}).get(CANVAS_ID) for m in metas):
                 return str | int, True
-            new, did = self._rewrite(base, id_like)
+            new, did = self._rewrite(base)
             return (typing.Annotated[(new, *metas)], True) if did else (t, False)
-        if t is str and id_like:
-            return str | int, True
         if t is datetime and self._times:
             return typing.Annotated[str, _TIME_TEXT], True
         if origin in (typing.Union, types.UnionType):
             args = typing.get_args(t)
-            members = [self._rewrite(x, id_like) for x in args]
+            members = [self._rewrite(x) for x in args]
             if not any(did for _, did in members):
                 return t, False
             # Only the shapes the fix-up reads unambiguously: ``X | None`` (``| UnsetType``)
@@ -99,11 +92,11 @@ class _Twins:
             return functools.reduce(operator.or_, [m for m, _ in members]), True
         if origin is list:
             (item,) = typing.get_args(t)
-            new, did = self._rewrite(item, id_like)
+            new, did = self._rewrite(item)
             return (list[new], True) if did else (t, False)  # type: ignore[valid-type]
         if origin is dict:
             key, value = typing.get_args(t)
-            new, did = self._rewrite(value, False)
+            new, did = self._rewrite(value)
             return (dict[key, new], True) if did else (t, False)  # type: ignore[valid-type]
         if isinstance(t, type) and issubclass(t, msgspec.Struct) and origin is None:
             twin = self.twin(t)
