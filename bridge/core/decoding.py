@@ -22,7 +22,6 @@ import msgspec
 from bridge.core.lenient import _coerce, _encode, _Lenience, _loads, _path_text, _put, _TypeFacts
 from bridge.core.outputs import R_INVALID_BODY, R_INVALID_JSON, Rejected
 from bridge.core.plans import (
-    _build_missing_plan,
     _build_plan,
     _compile_normalizer,
     _missing_detail,
@@ -30,7 +29,6 @@ from bridge.core.plans import (
     _normalize,
     _NormalizeState,
     _Plan,
-    _static_depth,
 )
 from bridge.core.twins import _Twins
 from bridge.timestamps import TimestampError
@@ -78,10 +76,9 @@ class _TypedDecoder:
         self._facts: dict[int, _TypeFacts] = {}  # for _coerce: the types of this Struct only
         self._plan = _build_plan(info, plans)
         self.fast_normalize = _compile_normalizer(self._plan)
-        missing_plan = _build_missing_plan(info, {})
         #: None when the Struct has no ``Expected`` field (nothing can be UNSET).
-        self.missing = _MissingFields(missing_plan) if missing_plan.expected or missing_plan.nested else None
-        self.depth = _static_depth(info)
+        self.missing = _MissingFields(self._plan) if self._plan.expected or self._plan.nested else None
+        self.depth = self._plan.depth
         self._lenient = lenient
         #: (twin type, its decode, its fix-up) for each twin that differs from the Struct.
         self.tiers: list[tuple[type, Callable[[bytes], Any], Callable[[Any], None]]] = []

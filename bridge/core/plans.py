@@ -1,4 +1,4 @@
-"""Plans: what each Struct type holds (timestamps, fields Canvas may leave out, depth), computed once.
+"""Plans: what each Struct type holds (timestamps, fields Canvas may leave out, depth), from one walker.
 
 The normalizers (timestamps to UTC text) and the missing-fields check are built from the plans.
 """
@@ -17,15 +17,27 @@ from bridge.events._base import CANVAS_ID
 from bridge.timestamps import TimestampError, to_utc_text, utc_json
 
 # ---------------------------------------------------------------------------
-# Normalization plans: which attributes of a Struct hold timestamps, computed once per type.
+# One plan per Struct type, from one walk over its msgspec type info.
 # ---------------------------------------------------------------------------
 
 _KIND_DT, _KIND_STRUCT, _KIND_LIST_STRUCT, _KIND_LIST_DT, _KIND_DICT_STRUCT = range(5)
+_PENDING = -1  # the depth of a plan being built: met again, it is a cycle (unbounded)
 
 
 @dataclass(slots=True)
 class _Plan:
+    """What the strategies need of one Struct type, computed once by ``_build_plan``.
+
+    ``steps``: its timestamp fields, and its nested Structs that have some (the normalizers);
+    ``expected``/``nested``: its ``Expected`` fields (default ``UNSET``) and its nested Structs
+    that have some (the missing-fields check); ``depth``: the deepest JSON nesting a value
+    decoded into it can have (None: unbounded).
+    """
+
     steps: list[tuple[str, str, int, _Plan | None]] = field(default_factory=list)
+    expected: list[tuple[str, str]] = field(default_factory=list)  # (attribute, JSON name)
+    nested: list[tuple[str, str, int, _Plan]] = field(default_factory=list)
+    depth: int | None = _PENDING
 
 
 def _unwrap_optional(t: msgspec.inspect.Type) -> msgspec.inspect.Type:
@@ -45,65 +57,83 @@ def _is_canvas_id(t: msgspec.inspect.Type) -> bool:
     return isinstance(t, msgspec.inspect.Metadata) and bool((t.extra or {}).get(CANVAS_ID))
 
 
+def _field_kind(t: msgspec.inspect.Type) -> tuple[int, msgspec.inspect.Type] | None:
+    """What the plans read of a field's (unwrapped) type: a timestamp, a Struct, or a list or dict of them."""
+    if isinstance(t, msgspec.inspect.DateTimeType):
+        return _KIND_DT, t
+    if isinstance(t, msgspec.inspect.StructType):
+        return _KIND_STRUCT, t
+    if isinstance(t, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):
+        item = _unwrap_optional(t.item_type)
+        if isinstance(item, msgspec.inspect.DateTimeType):
+            return _KIND_LIST_DT, item
+        return (_KIND_LIST_STRUCT, item) if isinstance(item, msgspec.inspect.StructType) else None
+    if isinstance(t, msgspec.inspect.DictType):
+        value = _unwrap_optional(t.value_type)
+        return (_KIND_DICT_STRUCT, value) if isinstance(value, msgspec.inspect.StructType) else None
+    return None
+
+
 def _build_plan(info: msgspec.inspect.StructType, cache: dict[type, _Plan]) -> _Plan:
+    """The plan of a Struct type (and of the Structs it holds, in ``cache``): the one walker."""
     if info.cls in cache:
         return cache[info.cls]
-    plan = _Plan()
-    cache[info.cls] = plan  # before recursing: recursive Structs terminate
+    plan = cache[info.cls] = _Plan()  # before recursing: recursive Structs terminate
+    # msgspec.inspect shows an UNSET default as NODEFAULT: the defaults come from the Struct.
+    unset = {f.name for f in msgspec.structs.fields(info.cls) if f.default is msgspec.UNSET}
     for f in info.fields:
-        t = _unwrap_optional(f.type)
-        if isinstance(t, msgspec.inspect.DateTimeType):
-            plan.steps.append((f.name, f.encode_name, _KIND_DT, None))
-        elif isinstance(t, msgspec.inspect.StructType):
-            sub = _build_plan(t, cache)
-            if sub.steps:
-                plan.steps.append((f.name, f.encode_name, _KIND_STRUCT, sub))
-        elif isinstance(t, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):
-            item = _unwrap_optional(t.item_type)
-            if isinstance(item, msgspec.inspect.DateTimeType):
-                plan.steps.append((f.name, f.encode_name, _KIND_LIST_DT, None))
-            elif isinstance(item, msgspec.inspect.StructType):
-                sub = _build_plan(item, cache)
-                if sub.steps:
-                    plan.steps.append((f.name, f.encode_name, _KIND_LIST_STRUCT, sub))
-        elif isinstance(t, msgspec.inspect.DictType):
-            val = _unwrap_optional(t.value_type)
-            if isinstance(val, msgspec.inspect.StructType):
-                sub = _build_plan(val, cache)
-                if sub.steps:
-                    plan.steps.append((f.name, f.encode_name, _KIND_DICT_STRUCT, sub))
+        if f.name in unset:
+            plan.expected.append((f.name, f.encode_name))
+        found = _field_kind(_unwrap_optional(f.type))
+        if found is None:
+            continue
+        kind, t = found
+        if kind in (_KIND_DT, _KIND_LIST_DT):
+            plan.steps.append((f.name, f.encode_name, kind, None))
+            continue
+        assert isinstance(t, msgspec.inspect.StructType)
+        sub = _build_plan(t, cache)
+        if sub.steps:
+            plan.steps.append((f.name, f.encode_name, kind, sub))
+        if sub.expected or sub.nested:
+            plan.nested.append((f.name, f.encode_name, kind, sub))
+    inner = [_depth(f.type, cache) for f in info.fields]
+    plan.depth = None if None in inner else 1 + max((d for d in inner if d is not None), default=0)
     return plan
 
 
-def _static_depth(t: msgspec.inspect.Type, seen: frozenset[type] = frozenset()) -> int | None:
+def _depth(t: msgspec.inspect.Type, cache: dict[type, _Plan]) -> int | None:
     """The deepest JSON nesting a value of type ``t`` can have (None: unbounded, e.g. ``Any``).
 
     A value that decoded into Structs forbidding unknown fields cannot be deeper than this,
-    so the fast path skips scanning it for ``limits.max_depth`` when the bound is below it.
+    so the exact strategy skips scanning it for ``limits.max_depth`` when the bound is below it.
     """
     if isinstance(t, msgspec.inspect.Metadata):
-        return _static_depth(t.type, seen)
+        return _depth(t.type, cache)
     if isinstance(t, msgspec.inspect.UnionType):
-        depths = [_static_depth(x, seen) for x in t.types]
+        depths = [_depth(x, cache) for x in t.types]
         return None if None in depths else max(d for d in depths if d is not None)
     if isinstance(t, msgspec.inspect.StructType):
-        if t.cls in seen:
-            return None
-        inner = [_static_depth(f.type, seen | {t.cls}) for f in t.fields]
-        return None if None in inner else 1 + max((d for d in inner if d is not None), default=0)
+        depth = _build_plan(t, cache).depth
+        return None if depth == _PENDING else depth
     if isinstance(t, msgspec.inspect.ListType | msgspec.inspect.VarTupleType | msgspec.inspect.SetType
                   | msgspec.inspect.FrozenSetType):
-        item = _static_depth(t.item_type, seen)
+        item = _depth(t.item_type, cache)
         return None if item is None else 1 + item
     if isinstance(t, msgspec.inspect.DictType):
-        value = _static_depth(t.value_type, seen)
+        value = _depth(t.value_type, cache)
         return None if value is None else 1 + value
     if isinstance(t, msgspec.inspect.TupleType):
-        items = [_static_depth(x, seen) for x in t.item_types]
+        items = [_depth(x, cache) for x in t.item_types]
         return None if None in items else 1 + max((d for d in items if d is not None), default=0)
     if isinstance(t, _SCALAR_TYPES):
         return 0
     return None  # Any, Raw, object, custom types...: unbounded
+
+
+def _static_depth(t: msgspec.inspect.Type) -> int | None:
+    """``_depth`` of any type, with plans of its own."""
+    return _depth(t, {})
 
 
 _SCALAR_TYPES = (
@@ -216,36 +246,6 @@ def _compile_normalizer(root: _Plan) -> Callable[[Any], None]:
 # ---------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _MissingPlan:
-    """The ``Expected`` fields of a Struct (default ``UNSET``) and its nested Structs that have some."""
-
-    expected: list[tuple[str, str]] = field(default_factory=list)  # (attribute, JSON name)
-    nested: list[tuple[str, str, int, _MissingPlan]] = field(default_factory=list)
-
-
-def _build_missing_plan(info: msgspec.inspect.StructType, cache: dict[type, _MissingPlan]) -> _MissingPlan:
-    if info.cls in cache:
-        return cache[info.cls]
-    plan = cache[info.cls] = _MissingPlan()  # before recursing: recursive Structs terminate
-    # msgspec.inspect shows an UNSET default as NODEFAULT: the defaults come from the Struct.
-    unset = {f.name for f in msgspec.structs.fields(info.cls) if f.default is msgspec.UNSET}
-    for f in info.fields:
-        if f.name in unset:
-            plan.expected.append((f.name, f.encode_name))
-        t = _unwrap_optional(f.type)
-        kind, sub_info = _KIND_STRUCT, t
-        if isinstance(t, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):
-            kind, sub_info = _KIND_LIST_STRUCT, _unwrap_optional(t.item_type)
-        elif isinstance(t, msgspec.inspect.DictType):
-            kind, sub_info = _KIND_DICT_STRUCT, _unwrap_optional(t.value_type)
-        if isinstance(sub_info, msgspec.inspect.StructType):
-            sub = _build_missing_plan(sub_info, cache)
-            if sub.expected or sub.nested:
-                plan.nested.append((f.name, f.encode_name, kind, sub))
-    return plan
-
-
 class _MissingFields:
     """For one Struct type: are some fields ``UNSET``, and which (replaced by ``None``)?
 
@@ -260,15 +260,15 @@ class _MissingFields:
 
     __slots__ = ("check", "plan")
 
-    def __init__(self, plan: _MissingPlan) -> None:
+    def __init__(self, plan: _Plan) -> None:
         self.plan = plan
         self.check = self._compile(plan)
 
     @staticmethod
-    def _compile(root: _MissingPlan) -> Callable[[Any], bool]:
-        plans: dict[int, _MissingPlan] = {}
+    def _compile(root: _Plan) -> Callable[[Any], bool]:
+        plans: dict[int, _Plan] = {}
 
-        def collect(plan: _MissingPlan) -> None:
+        def collect(plan: _Plan) -> None:
             if id(plan) not in plans:
                 plans[id(plan)] = plan
                 for *_, sub in plan.nested:
@@ -297,7 +297,7 @@ class _MissingFields:
         return tuple(out)
 
 
-def _fill_missing(obj: Any, plan: _MissingPlan, path: str, out: list[str]) -> None:
+def _fill_missing(obj: Any, plan: _Plan, path: str, out: list[str]) -> None:
     for attr, wire in plan.expected:
         if getattr(obj, attr) is msgspec.UNSET:
             setattr(obj, attr, None)
