@@ -9,6 +9,10 @@
 ``operator.attrgetter`` over the timestamp fields of a Struct that has only those. Printed: ns
 per Struct normalized (median of the rounds) and the median of the per-round ratios to ``exec``,
 in the thread's CPU time, in alternating order round after round.
+
+Then the same for the lenient twins' fix-ups (``bridge.core.twins._Twins.fixer``: integer ids to
+strings, timestamp texts parsed), on every metadata and body part of the catalog a twin decodes:
+the generated fix-up against one composed closure per type.
 """
 
 import gc
@@ -128,3 +132,108 @@ ratios2 = [c / a for a, c in zip(res[0], res[2], strict=True)]
 print(f"ns per Struct normalized ({len(pairs)} Structs x {REP}): exec {statistics.median(res[0]):.0f}, "
       f"closure {statistics.median(res[1]):.0f} (ratio {statistics.median(ratios1):.2f}), "
       f"specialized closure {statistics.median(res[2]):.0f} (ratio {statistics.median(ratios2):.2f})")
+
+
+# ---------------------------------------------------------------------------------------------
+# The twins' fix-ups: generated (exec) against closures over the same types
+# ---------------------------------------------------------------------------------------------
+
+
+def closure_fixer(maker, twin):
+    """``_Twins.fixer`` as closures: one per type, composed (same effect, no generated code)."""
+    import types
+    import typing
+
+    from bridge.core.twins import _NO_VALUE_TYPES, _TIME_TEXT
+    from bridge.timestamps import parse_lenient
+
+    twins = {x for x in maker._types.values() if x is not None}
+    made = {}
+    unset = msgspec.UNSET
+
+    def conv(t):
+        origin = typing.get_origin(t)
+        if origin is typing.Annotated:
+            base, *metas = typing.get_args(t)
+            return parse_lenient if _TIME_TEXT in metas else conv(base)
+        if origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(t) if a not in _NO_VALUE_TYPES]
+            if int in members and str in members:
+                return lambda v: str(v) if v.__class__ is int else v
+            if len(members) == 1:
+                inner = conv(members[0])
+                return None if inner is None else (lambda v: v if v is None or v is unset else inner(v))
+            return None
+        if origin is list:
+            inner = conv(typing.get_args(t)[0])
+            return None if inner is None else (lambda v: [inner(y) for y in v])
+        if origin is dict:
+            inner = conv(typing.get_args(t)[1])
+            return None if inner is None else (lambda v: {k: inner(y) for k, y in v.items()})
+        if isinstance(t, type) and t in twins:
+            return struct(t)
+        return None
+
+    def struct(cls):
+        if cls in made:
+            return made[cls]
+        steps = []
+
+        def fix(o):
+            for name, f in steps:
+                setattr(o, name, f(getattr(o, name)))
+            return o
+
+        made[cls] = fix
+        for f in msgspec.structs.fields(cls):
+            c = conv(f.type)
+            if c is not None:
+                steps.append((f.name, c))
+        return fix
+
+    return struct(twin)
+
+
+def fixup_ab(rounds: int) -> None:
+    from bridge.core.twins import _Twins
+
+    makers = (_Twins(times=False), _Twins(times=True))
+    cases = []  # (twin decode, raw, generated fix-up, closure fix-up) of each part a twin takes
+    for line in CANVAS_LINES:
+        tree = msgspec.json.decode(line)
+        t = CANVAS_EVENTS.get(tree["metadata"]["event_name"])
+        for typ, part in ((CanvasMetadata, tree["metadata"]), (t, tree["body"])):
+            if typ is None:
+                continue
+            raw = msgspec.json.encode(part)
+            for maker in makers:
+                twin = maker.twin(typ)
+                if twin is None:
+                    continue
+                decode = msgspec.json.Decoder(twin).decode
+                try:
+                    maker.fixer(twin)(decode(raw))
+                except (msgspec.ValidationError, ValueError):  # ValueError: a malformed timestamp
+                    continue
+                cases.append((decode, raw, maker.fixer(twin), closure_fixer(maker, twin)))
+                break
+    for decode, raw, gen, clo in cases:
+        x, y = decode(raw), decode(raw)
+        gen(x)
+        clo(y)
+        assert x == y
+    timed: dict[int, list[float]] = {0: [], 1: []}
+    for r in range(rounds):
+        for w in (0, 1) if r % 2 == 0 else (1, 0):
+            objs = [(decode(raw), fns[w]) for decode, raw, *fns in cases for _ in range(REP)]
+            gc.collect()
+            t0 = time.thread_time_ns()
+            for o, f in objs:
+                f(o)
+            timed[w].append((time.thread_time_ns() - t0) / len(objs))
+    ratio = statistics.median(b / a for a, b in zip(timed[0], timed[1], strict=True))
+    print(f"ns per part fixed up ({len(cases)} twin-decoded parts x {REP}): exec {statistics.median(timed[0]):.0f},"
+          f" closure {statistics.median(timed[1]):.0f} (ratio {ratio:.2f})")
+
+
+fixup_ab(int(sys.argv[1]) if len(sys.argv) > 1 else 31)

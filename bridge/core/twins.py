@@ -107,7 +107,10 @@ class _Twins:
         """Generated code: in ``twin`` and nested twins, integer ids -> ``str``, texts -> datetimes.
 
         It follows the types ``_rewrite`` produced, so every place where a twin accepts an
-        integer id is fixed (the tests compare the result with the general path's).
+        integer id is fixed (the tests compare the result with the general path's). ``exec``
+        stays because closures are slower: an interleaved A/B on the catalog's twin-decoded
+        parts (``benchmarks/normalizer_ab.py``, 21 rounds) measured 612 ns per part here and
+        1553 ns (x2.38) with one composed closure per type.
         """
         twins = {x for x in self._types.values() if x is not None}
         names: dict[type, str] = {}
