@@ -39,7 +39,7 @@ STRATEGIES = ("exact", "twin", "lenient", "generic")
 
 
 class _Slow(Exception):
-    """Internal: the fast path met something unusual; the general path decides (same result)."""
+    """Internal: the exact or twin strategy met something unusual; ``general`` decides (same result)."""
 
 
 @dataclass(slots=True)
@@ -59,7 +59,11 @@ class _Decoded:
 
 
 class _TypedDecoder:
-    """Decodes one Struct type: fast strict path, then the lenient path if allowed."""
+    """Decodes one Struct type, its strategies in order: exact, twins, general lenient (if allowed).
+
+    ``decode`` tries them all and says in ``_Decoded.strategy`` which took the value; ``fast_decode``
+    and ``lenient_fast_decode`` are the first two on their own, for the formats' ``take``.
+    """
 
     __slots__ = ("_facts", "_info", "_lenient", "_plan", "_type", "depth", "fast_decode", "fast_normalize",
                  "missing", "tiers")  # fmt: skip
@@ -88,7 +92,7 @@ class _TypedDecoder:
                 self.tiers.append((twin, msgspec.json.Decoder(twin).decode, maker.fixer(twin)))
 
     def lenient_fast_decode(self, raw: bytes) -> Any:
-        """The fast path's second chance: the first twin that decodes ``raw``, fixed up."""
+        """The twin strategy: the first twin that decodes ``raw``, fixed up."""
         for _, decode, fix in self.tiers:
             try:
                 obj = decode(raw)
@@ -128,6 +132,7 @@ class _TypedDecoder:
         return _Decoded(obj, obj, missing=missing, strategy=TWIN)
 
     def decode(self, raw: bytes, root: str, state: _NormalizeState, bad_reason: str) -> _Decoded:
+        """Every strategy in order; ``Rejected`` (saying why) when none takes ``raw``."""
         try:
             return self.decode_strict(raw, root, state, bad_reason)
         except msgspec.ValidationError as exc:

@@ -46,7 +46,7 @@ class CanvasRecord(msgspec.Struct, gc=False):
     """
 
     event_name: str
-    event_time: str | msgspec.Raw  # Raw: the fast path's UTC text, already a JSON string
+    event_time: str | msgspec.Raw  # Raw: ``take``'s UTC text, already a JSON string
     event_time_ms: int
     format: str
     metadata: Any
@@ -59,7 +59,7 @@ class CaliperRecord(msgspec.Struct, gc=False):
 
     dedupe_key: str
     event_name: str
-    event_time: str | msgspec.Raw  # Raw: the fast path's UTC text, already a JSON string
+    event_time: str | msgspec.Raw  # Raw: ``take``'s UTC text, already a JSON string
     event_time_ms: int
     format: str
     sensor: str
