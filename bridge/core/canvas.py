@@ -60,6 +60,7 @@ class CanvasFormat:
         self._max_depth = max_depth
         self._routes = routes
         self._records = records
+        self._record = records.canvas  # bound once: the per-event call
         self._counts = counts
         self._body_keys = {name: _key_sets(t) for name, t in CANVAS_EVENTS.items()}
         self._top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
@@ -116,7 +117,7 @@ class CanvasFormat:
             return None
         self._counts[strategy] += 1
         event_text: Any = m.event_time  # normalized: its UTC text, as the JSON string (msgspec.Raw)
-        return self._records.canvas(source, topic, name_headers, event_name, event_text, event_ms, m, m, body, extras)
+        return self._record(source, topic, name_headers, event_name, event_text, event_ms, m, m, body, extras)
 
     def _in_twin(self, value: bytes) -> Any:
         for decode, fix in self._in_twins:

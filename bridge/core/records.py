@@ -33,6 +33,7 @@ from bridge.pii import PiiPolicy
 #: The ``event_name`` and ``event_format`` headers of an event type.
 NameHeaders = tuple[tuple[str, bytes], tuple[str, bytes]]
 _encode = msgspec.json.Encoder().encode
+_sha256 = hashlib.sha256
 _json_decode = msgspec.json.Decoder().decode
 
 
@@ -122,7 +123,7 @@ class Records:
         """
         generic = extras is not None and extras.generic
         canonical = _record_encode(CanvasRecord(event_name, event_text, event_ms, "canvas", metadata, body, generic))
-        key = hashlib.sha256(canonical).hexdigest()[:32]
+        key = _sha256(canonical).hexdigest()[:32]
         key_bytes = key.encode()
         value = b'{"dedupe_key":"' + key_bytes + b'",' + canonical[1:]
         if self._pii is not None:  # after the dedupe key: redaction never changes it
