@@ -74,11 +74,11 @@ class CaliperFormat:
                     if not depth_ok(value, self._max_depth):
                         return None
                     scanned = True
-                event = decoder.fast_decode(raw)
+                event = decoder.exact_decode(raw)
                 event_ms = (event.event_time - _EPOCH) // _MS  # TypeError when naive
                 if event_ms < 0:
                     return None
-                decoder.fast_normalize(event)
+                decoder.normalize_aware(event)
                 out.append(caliper(source, topic, name_headers, name, head, env, send_time, event, event.event_time,
                                    event_ms, event))  # fmt: skip
         except TAKE_ERRORS:

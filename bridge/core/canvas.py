@@ -72,7 +72,7 @@ class CanvasFormat:
                 ("body", msgspec.Raw, msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))),
             ], forbid_unknown_fields=True)  # fmt: skip
             self._in_twins.append((msgspec.json.Decoder(twin_in).decode, fix))
-        self._normalize_metadata = self.metadata.fast_normalize
+        self._normalize_metadata = self.metadata.normalize_aware
         meta_depth = self.metadata.depth
         self._routes_by_name: dict[str, _Route] = {
             name: (d, routes.canvas[name], records.name_headers(name, "canvas"),
@@ -99,9 +99,9 @@ class CanvasFormat:
             if not bounded and not depth_ok(value, self._max_depth):
                 return None
             try:
-                body = decoder.fast_decode(env.body)
+                body = decoder.exact_decode(env.body)
             except msgspec.ValidationError:
-                body = decoder.lenient_fast_decode(env.body)
+                body = decoder.twin_decode(env.body)
                 strategy = TWIN
             extras = None
             if has_missing is not None and has_missing(body):  # an Expected field is UNSET
@@ -112,7 +112,7 @@ class CanvasFormat:
             if event_ms < 0:
                 return None
             self._normalize_metadata(m)
-            decoder.fast_normalize(body)
+            decoder.normalize_aware(body)
         except TAKE_ERRORS:
             return None
         self._counts[strategy] += 1

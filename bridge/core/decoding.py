@@ -61,25 +61,25 @@ class _Decoded:
 class _TypedDecoder:
     """Decodes one Struct type, its strategies in order: exact, twins, general lenient (if allowed).
 
-    ``decode`` tries them all and says in ``_Decoded.strategy`` which took the value; ``fast_decode``
-    and ``lenient_fast_decode`` are the first two on their own, for the formats' ``take``.
+    ``decode`` tries them all and says in ``_Decoded.strategy`` which took the value; ``exact_decode``
+    and ``twin_decode`` are the first two on their own, for the formats' ``take``.
     """
 
-    __slots__ = ("_facts", "_info", "_lenient", "_plan", "_type", "depth", "fast_decode", "fast_normalize",
-                 "missing", "tiers")  # fmt: skip
+    __slots__ = ("_facts", "_info", "_lenient", "_plan", "_type", "depth", "exact_decode", "missing",
+                 "normalize_aware", "tiers")  # fmt: skip
 
     def __init__(
         self, typ: type, plans: dict[type, _Plan], lenient: bool, twins: Sequence[_Twins] = ()
     ) -> None:
         """``twins``: also build these lenient twins (lenient mode only), tried in this order."""
         self._type = typ
-        self.fast_decode: Callable[[bytes], Any] = msgspec.json.Decoder(typ).decode
+        self.exact_decode: Callable[[bytes], Any] = msgspec.json.Decoder(typ).decode
         info = msgspec.inspect.type_info(typ)
         assert isinstance(info, msgspec.inspect.StructType)
         self._info = info
         self._facts: dict[int, _TypeFacts] = {}  # for _coerce: the types of this Struct only
         self._plan = _build_plan(info, plans)
-        self.fast_normalize = _compile_normalizer(self._plan)
+        self.normalize_aware = _compile_normalizer(self._plan)
         #: None when the Struct has no ``Expected`` field (nothing can be UNSET).
         self.missing = _MissingFields(self._plan) if self._plan.expected or self._plan.nested else None
         self.depth = self._plan.depth
@@ -91,7 +91,7 @@ class _TypedDecoder:
             if twin is not None:
                 self.tiers.append((twin, msgspec.json.Decoder(twin).decode, maker.fixer(twin)))
 
-    def lenient_fast_decode(self, raw: bytes) -> Any:
+    def twin_decode(self, raw: bytes) -> Any:
         """The twin strategy: the first twin that decodes ``raw``, fixed up."""
         for _, decode, fix in self.tiers:
             try:
@@ -115,7 +115,7 @@ class _TypedDecoder:
     def decode_strict(
         self, raw: bytes, root: str, state: _NormalizeState, bad_reason: str = R_INVALID_BODY
     ) -> _Decoded:
-        obj = self.fast_decode(raw)
+        obj = self.exact_decode(raw)
         missing = self.fill_missing(obj, root, bad_reason)
         _normalize(obj, self._plan, root, state)
         return _Decoded(obj, obj, missing=missing)
@@ -126,7 +126,7 @@ class _TypedDecoder:
         Raises ``_Slow``, ``TimestampError`` or a msgspec error when no twin takes ``raw``,
         ``Rejected`` when one does but a timestamp is not acceptable (naive, out of range).
         """
-        obj = self.lenient_fast_decode(raw)
+        obj = self.twin_decode(raw)
         missing = self.fill_missing(obj, root)
         _normalize(obj, self._plan, root, state)
         return _Decoded(obj, obj, missing=missing, strategy=TWIN)
