@@ -12,8 +12,9 @@ from ``sys.modules`` before this checkout's ``bridge`` is imported: its classes 
 keep their own module globals, so the two cores do not share any code.
 
 Printed per input set: the median µs/event of each core and the median (min-max) of the
-per-round ratio this/base. Sets: the catalog mix (every line of
-``tests/fixtures/catalog/*-examples.jsonl``, cycled) and the source-shaped set of
+per-round ratio this/base. Sets: each format's catalog examples
+(``tests/fixtures/catalog/canvas-examples.jsonl``, ``caliper-examples.jsonl``), the catalog mix
+(every line of both, cycled) and the source-shaped set of
 ``core_bench.py`` (which the base may publish generic or through its lenient path).
 The script prints; it never fails on a figure.
 """
@@ -76,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         base = _load_core(Path(tmp))
     this = _load_core(ROOT)
     sys.path.insert(0, str(ROOT))
-    from benchmarks.common import catalog_mix, cycle_to, source_shaped
+    from benchmarks.common import CALIPER_FILE, CANVAS_FILE, catalog_mix, cycle_to, read_lines, source_shaped
 
     sets = {
+        "canvas": read_lines(CANVAS_FILE),
+        "caliper": read_lines(CALIPER_FILE),
         "catalog mix": catalog_mix(),
         "source-shaped": source_shaped(),
     }

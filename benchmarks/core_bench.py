@@ -234,7 +234,7 @@ def core_med_mix(results: dict[str, Any]) -> float:
 
 
 def _typed_decoder_cls() -> Any:
-    import bridge.core as core_mod
+    import bridge.core.decoding as core_mod
 
     return getattr(core_mod, "_TypedDecoder", None)
 

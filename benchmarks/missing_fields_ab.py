@@ -46,7 +46,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import CANVAS_FILE, SOURCE_FILE, read_lines, source_shaped  # noqa: E402
-from bridge.core import _build_missing_plan, _fill_missing, _MissingFields, _MissingPlan  # noqa: E402
+from bridge.core.plans import _build_plan, _fill_missing, _MissingFields  # noqa: E402
+from bridge.core.plans import _Plan as _MissingPlan  # noqa: E402
 from bridge.events import CANVAS_EVENTS  # noqa: E402
 
 UNSET = msgspec.UNSET
@@ -55,7 +56,7 @@ Finder = Callable[[bytes], tuple[Any, tuple[str, ...]]]
 
 def generated(typ: type) -> Finder:
     decode = msgspec.json.Decoder(typ).decode
-    plan = _build_missing_plan(msgspec.inspect.type_info(typ), {})  # type: ignore[arg-type]
+    plan = _build_plan(msgspec.inspect.type_info(typ), {})  # type: ignore[arg-type]
     missing = _MissingFields(plan)
     check, fill = missing.check, missing.fill
 
@@ -93,7 +94,7 @@ def _attr_check(plan: _MissingPlan, marker: Any = UNSET) -> Callable[[Any], bool
 
 def attrgetter(typ: type) -> Finder:
     decode = msgspec.json.Decoder(typ).decode
-    plan = _build_missing_plan(msgspec.inspect.type_info(typ), {})  # type: ignore[arg-type]
+    plan = _build_plan(msgspec.inspect.type_info(typ), {})  # type: ignore[arg-type]
     check = _attr_check(plan)
 
     def find(raw: bytes) -> tuple[Any, tuple[str, ...]]:
@@ -148,7 +149,7 @@ def none_keys(typ: type) -> Finder:
     twin = _none_twin(typ, {})
     decode = msgspec.json.Decoder(twin).decode
     keys_of = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
-    plan = _build_missing_plan(msgspec.inspect.type_info(typ), {})  # type: ignore[arg-type]
+    plan = _build_plan(msgspec.inspect.type_info(typ), {})  # type: ignore[arg-type]
     suspect = _attr_check(plan, None)  # an Expected field is None: absent, or an explicit null
 
     def nested_missing(obj: Any, sub_plan: _MissingPlan, raw: bytes, path: str, out: list[str]) -> None:

@@ -121,6 +121,9 @@ def cmd_transform(args: argparse.Namespace) -> int:
             write(encode(output_line(out)) + b"\n")
     sys.stdout.flush()
     print(f"transform: {counts['records']} records, {counts['dead_letters']} dead letters", file=sys.stderr)
+    if args.stats:  # which decoding strategy took how many events (bridge/core/decoding.py)
+        taken = ", ".join(f"{strategy} {n}" for strategy, n in core.strategy_counts().items())
+        print(f"transform: events by decoding strategy: {taken}", file=sys.stderr)
     return 0
 
 
@@ -382,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_ingest_sqs)
     s = with_config(sub.add_parser("transform", help="run the core offline: raw values in, JSON lines out"))
     s.add_argument("input", nargs="?", help="file of raw values, one per line (default: stdin)")
+    s.add_argument("--stats", action="store_true",
+                   help="also print how many events each decoding strategy took (exact, twin, lenient, generic)")
     s.set_defaults(func=cmd_transform)
     s = with_config(sub.add_parser("schema", help="print JSON Schema of the typed topics' values"))
     s.add_argument("event_name", nargs="?", help="e.g. grade_change or caliper.asset_accessed")

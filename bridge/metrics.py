@@ -11,9 +11,11 @@ The hot path does not touch these per event: the service counts per batch and ad
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from bridge import __version__
 
@@ -334,3 +336,38 @@ def declare(event_names: Iterable[tuple[str, str]], reasons: Iterable[str]) -> N
         GENERIC_EVENTS.labels(fmt)
     for change in ("assigned", "revoked"):
         REBALANCES.labels(change)
+
+
+class DecodeStrategies(Collector):
+    """``canvas_bridge_decode_strategy_events_total{strategy}``: events each decoding strategy took.
+
+    The core counts on itself (``Core.strategy_counts``: plain integers, no I/O in the core);
+    this collector reads those counts when Prometheus scrapes, so the hot path never touches a
+    metric. Strategies: ``exact`` (the Struct), ``twin`` (integer ids, other timestamp forms),
+    ``lenient`` (unknown fields carried, malformed timestamps flagged), ``generic`` (no Struct).
+    """
+
+    def __init__(self) -> None:
+        self._sources: list[Callable[[], dict[str, int]]] = []
+
+    def watch(self, strategy_counts: Callable[[], dict[str, int]]) -> None:
+        """Add a core's ``strategy_counts`` to the sums (once per core, at start)."""
+        self._sources.append(strategy_counts)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "canvas_bridge_decode_strategy_events",
+            "Events the core decoded, by the decoding strategy that took them (exact, twin, lenient, generic).",
+            labels=["strategy"],
+        )
+        totals: dict[str, int] = dict.fromkeys(("exact", "twin", "lenient", "generic"), 0)
+        for counts in self._sources:
+            for strategy, n in counts().items():
+                totals[strategy] = totals.get(strategy, 0) + n
+        for strategy, n in totals.items():
+            family.add_metric([strategy], n)
+        yield family
+
+
+DECODE_STRATEGIES = DecodeStrategies()
+REGISTRY.register(DECODE_STRATEGIES)

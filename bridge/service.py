@@ -83,6 +83,7 @@ class Bridge:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.core = Core.from_config(config)
+        metrics.DECODE_STRATEGIES.watch(self.core.strategy_counts)
         self.dedupe = Deduplicator(config.dedupe.enabled, config.dedupe.window_count, config.dedupe.window_seconds)
         self.batch_lock = asyncio.Lock()
         self.should_exit = False

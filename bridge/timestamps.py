@@ -16,7 +16,6 @@ import msgspec
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-_ZERO = timedelta(0)
 
 _LENIENT = re.compile(
     r"""^\s*(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})
@@ -80,25 +79,32 @@ def parse_lenient(text: str) -> datetime:
         raise TimestampError(f"{exc}: {text[:64]!r}") from None
 
 
-def to_utc_text(value: datetime) -> str:
-    """UTC ISO-8601 with ``Z``: ``2024-07-30T19:04:35.872Z`` (microseconds only when present).
+def utc_json(value: datetime) -> msgspec.Raw:
+    """The bridge's one UTC writer: ``value`` as the JSON string of its UTC text.
 
-    ``value`` must be timezone-aware; the caller decides what a naive one means. Raises
-    ``TimestampError`` when the instant is outside the years 1-9999 once in UTC.
+    ``"2024-07-30T19:04:35.872Z"``: milliseconds always, microseconds only when present.
+    msgspec's C encoder writes ``"YYYY-MM-DDTHH:MM:SS[.ffffff]Z"`` about 10x faster than
+    ``datetime.isoformat``; only the fraction is adjusted. A ``msgspec.Raw``: the core's records
+    embed it as it is. Raises ``TimestampError`` when ``value`` is naive (the caller decides what
+    that means) or outside the years 1-9999 once in UTC.
     """
-    if value.tzinfo is not UTC and value.utcoffset() != _ZERO:
+    tz = value.tzinfo
+    if tz is not UTC:
+        if tz is None:
+            raise TimestampError(f"{value.isoformat()} has no UTC offset")
         try:
             value = value.astimezone(UTC)
         except OverflowError:
             raise TimestampError(f"{value.isoformat()} is outside the years 1-9999 in UTC") from None
-    # msgspec's C encoder writes '"YYYY-MM-DDTHH:MM:SS[.ffffff]Z"' about 10x faster than
-    # datetime.isoformat; only the fraction is adjusted to milliseconds when it allows.
-    text = _encode_datetime(value).decode()
+    text = _encode_datetime(value)
     if len(text) == 22:  # no fraction
-        return text[1:-2] + ".000Z"
-    if text.endswith('000Z"'):
-        return text[1:-5] + "Z"
-    return text[1:-1]
+        return msgspec.Raw(text[:20] + b'.000Z"')
+    return msgspec.Raw(text[:24] + b'Z"' if text[24:27] == b"000" else text)
+
+
+def to_utc_text(value: datetime) -> str:
+    """``utc_json`` as text, without the quotes: ``2024-07-30T19:04:35.872Z``."""
+    return bytes(utc_json(value))[1:-1].decode()
 
 
 _encode_datetime = msgspec.json.Encoder().encode

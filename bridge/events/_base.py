@@ -20,8 +20,10 @@ Conventions (keep them when adding an event type):
 
   Whatever the kind, an absent field is published as ``null``, exactly as an explicit
   ``null`` (a Canvas account with ``compact_live_events`` drops null fields).
-- Canvas ids are ``Id`` (``str``): they exceed 2**53. Integer ids on the wire are
-  coerced to strings by the lenient decoder (see ``bridge.core``).
+- Canvas ids are ``Id`` (``str``): they exceed 2**53. Every other identifier (SIS, LTI,
+  request and session ids, Caliper URNs) is ``ExternalId`` (``str``). The type is the only
+  rule: integer ids on the wire are coerced to strings by the lenient strategies (see
+  ``bridge.core``) in exactly the fields typed ``Id`` or ``ExternalId``, whatever their name.
 - Timestamps are ``datetime``; the core normalizes them to UTC.
 - Nested JSON objects are ``CanvasObject`` subclasses; their fields are ``Expected`` or
   optional (no identifiers below the top level).
@@ -46,6 +48,14 @@ Id: TypeAlias = Annotated[
 ]
 """A Canvas id: a decimal string (global ids exceed 2**53)."""
 
+ExternalId: TypeAlias = Annotated[
+    str,
+    msgspec.Meta(
+        description="An identifier (SIS, LTI, request, Caliper URN...), as a string.", extra={CANVAS_ID: True}
+    ),
+]
+"""Any other identifier: a string, and an integer on the wire is its decimal string, as for ``Id``."""
+
 _T = TypeVar("_T")
 
 Expected: TypeAlias = _T | UnsetType | None
@@ -64,4 +74,4 @@ class CanvasBody(CanvasObject, kw_only=True, forbid_unknown_fields=True):
     """The body of one Canvas-format event type."""
 
 
-__all__ = ["CANVAS_ID", "UNSET", "CanvasBody", "CanvasObject", "Expected", "Id"]
+__all__ = ["CANVAS_ID", "UNSET", "CanvasBody", "CanvasObject", "Expected", "ExternalId", "Id"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bridge.events._base import UNSET, CanvasBody, Expected, Id
+from bridge.events._base import UNSET, CanvasBody, Expected, ExternalId, Id
 
 
 class _AssignmentBody(CanvasBody, kw_only=True):
@@ -25,8 +25,8 @@ class _AssignmentBody(CanvasBody, kw_only=True):
     # wiki_page.
     submission_types: Expected[str] = UNSET
     created_on_blueprint_sync: Expected[bool] = UNSET
-    lti_assignment_id: Expected[str] = UNSET
-    lti_resource_link_id: Expected[str] = UNSET
+    lti_assignment_id: Expected[ExternalId] = UNSET
+    lti_resource_link_id: Expected[ExternalId] = UNSET
     updated_at: Expected[datetime] = UNSET
     description: str | None = None  # HTML, truncated to 8192 characters
     # Null when the assignment has no such date.
@@ -50,8 +50,8 @@ class _AssignmentBody(CanvasBody, kw_only=True):
     resource_map: Any = None
     # The guid of the plagiarism tool (LTI 2 tool proxy), when the assignment has one;
     # older Canvas versions also sent associated_integration_ids: [guid, old format].
-    associated_integration_id: str | None = None
-    associated_integration_ids: list[str] | None = None
+    associated_integration_id: ExternalId | None = None
+    associated_integration_ids: list[ExternalId] | None = None
 
 
 class AssignmentCreated(_AssignmentBody, kw_only=True):
@@ -74,7 +74,7 @@ class _AssignmentGroupBody(CanvasBody, kw_only=True):
     group_weight: float | None = None
     # Drop rules as Canvas serializes them, e.g. "drop_lowest:1\n" or "never_drop:123".
     rules: str | None = None
-    sis_source_id: str | None = None
+    sis_source_id: ExternalId | None = None
     # Free-form: arbitrary JSON stored by integrations (SIS tools), no documented shape.
     integration_data: dict[str, Any] | None = None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.events._base import UNSET, CanvasBody, Expected, Id
+from bridge.events._base import UNSET, CanvasBody, Expected, ExternalId, Id
 
 
 class MasterTemplateCreated(CanvasBody, kw_only=True):
@@ -64,7 +64,7 @@ class BlueprintRestrictionsUpdated(CanvasBody, kw_only=True):
     canvas_course_id: Expected[Id] = UNSET
     canvas_course_uuid: Expected[str] = UNSET
     # Null unless the item is an assignment.
-    lti_resource_link_id: str | None = None
+    lti_resource_link_id: ExternalId | None = None
     restrictions: Expected[dict[str, Any]] = UNSET
     use_default_restrictions: Expected[bool] = UNSET
 

@@ -27,6 +27,8 @@ from typing import Generic, TypeVar
 
 import msgspec
 
+from bridge.events._base import ExternalId
+
 __all__ = [
     "CALIPER_EVENTS",
     "CaliperEnvelope",
@@ -66,7 +68,7 @@ class CanvasExtensions(CaliperObject, Generic[ExtT], kw_only=True, forbid_unknow
 class CaliperEntity(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """A Caliper entity reference: the ``id`` (an IRI) and the Caliper ``type``."""
 
-    id: str
+    id: ExternalId
     type: str
 
 
@@ -84,13 +86,13 @@ class CaliperNamedEntity(CaliperEntity, kw_only=True, forbid_unknown_fields=True
 class ActorCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """``actor.extensions["com.instructure.canvas"]`` (caliper/actor_extensions.json)."""
 
-    entity_id: str | None = None
-    root_account_id: str | None = None
+    entity_id: ExternalId | None = None
+    root_account_id: ExternalId | None = None
     root_account_lti_guid: str | None = None
     root_account_uuid: str | None = None
     user_login: str | None = None
-    user_sis_id: str | None = None
-    real_user_id: str | None = None
+    user_sis_id: ExternalId | None = None
+    real_user_id: ExternalId | None = None
 
 
 class CaliperActor(CaliperEntity, kw_only=True, forbid_unknown_fields=True):
@@ -104,9 +106,9 @@ class EventCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=T
 
     client_ip: str | None = None
     hostname: str | None = None
-    job_id: str | None = None
+    job_id: ExternalId | None = None
     job_tag: str | None = None
-    request_id: str | None = None
+    request_id: ExternalId | None = None
     request_url: str | None = None
     user_agent: str | None = None
     version: str | None = None
@@ -116,7 +118,7 @@ class GroupCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=T
     """``group.extensions["com.instructure.canvas"]``."""
 
     context_type: str | None = None
-    entity_id: str | None = None
+    entity_id: ExternalId | None = None
 
 
 class CaliperGroup(CaliperEntity, kw_only=True, forbid_unknown_fields=True):
@@ -143,7 +145,7 @@ class CaliperEvent(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """Fields common to every Caliper event; subclasses narrow ``object``/``generated``."""
 
     context: str | None = msgspec.field(name="@context", default=None)
-    id: str
+    id: ExternalId
     type: str
     actor: CaliperActor | None = None
     action: str
@@ -162,7 +164,7 @@ class CaliperEvent(CaliperObject, kw_only=True, forbid_unknown_fields=True):
 class EntityIdCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """``extensions["com.instructure.canvas"]`` holding only the Canvas ``entity_id``."""
 
-    entity_id: str | None = None
+    entity_id: ExternalId | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -176,10 +178,10 @@ class AssetAccessedCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_
     asset_name: str | None = None
     asset_subtype: str | None = None
     asset_type: str | None = None
-    context_account_id: str | None = None
-    entity_id: str | None = None
+    context_account_id: ExternalId | None = None
+    entity_id: ExternalId | None = None
     http_method: str | None = None
-    developer_key_id: str | None = None
+    developer_key_id: ExternalId | None = None
     filename: str | None = None
     display_name: str | None = None
     url: str | None = None
@@ -206,7 +208,7 @@ class AssetAccessedEvent(CaliperEvent, kw_only=True, forbid_unknown_fields=True)
 class AssignmentCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """``object.extensions["com.instructure.canvas"]`` of ``assignment_created/updated``."""
 
-    entity_id: str | None = None
+    entity_id: ExternalId | None = None
     lock_at: datetime | None = None
     workflow_state: str | None = None
 
@@ -238,14 +240,14 @@ class AssignmentUpdatedEvent(CaliperEvent, kw_only=True, forbid_unknown_fields=T
 class AssignmentOverrideCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """``object.extensions["com.instructure.canvas"]`` of ``assignment_override_*``."""
 
-    entity_id: str | None = None
-    assignment_id: str | None = None
+    entity_id: ExternalId | None = None
+    assignment_id: ExternalId | None = None
     all_day: bool | None = None
     all_day_date: datetime | None = None
     lock_at: datetime | None = None
     type: str | None = None
-    course_section_id: str | None = None
-    group_id: str | None = None
+    course_section_id: ExternalId | None = None
+    group_id: ExternalId | None = None
     workflow_state: str | None = None
 
 
@@ -277,11 +279,11 @@ class AssignmentOverrideUpdatedEvent(CaliperEvent, kw_only=True, forbid_unknown_
 class AttachmentCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """``object.extensions["com.instructure.canvas"]`` of ``attachment_*``."""
 
-    context_id: str | None = None
+    context_id: ExternalId | None = None
     context_type: str | None = None
-    entity_id: str | None = None
+    entity_id: ExternalId | None = None
     filename: str | None = None
-    folder_id: str | None = None
+    folder_id: ExternalId | None = None
 
 
 class AttachmentObject(CaliperNamedEntity, kw_only=True, forbid_unknown_fields=True):
@@ -319,7 +321,7 @@ class AttachmentUpdatedEvent(CaliperEvent, kw_only=True, forbid_unknown_fields=T
 class CourseCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """``object.extensions["com.instructure.canvas"]`` of ``course_created/updated``."""
 
-    entity_id: str | None = None
+    entity_id: ExternalId | None = None
     workflow_state: str | None = None
 
 
@@ -377,7 +379,7 @@ class DiscussionEntryCreatedEvent(CaliperEvent, kw_only=True, forbid_unknown_fie
 class DiscussionTopicCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """``object.extensions["com.instructure.canvas"]`` of ``discussion_topic_created``."""
 
-    entity_id: str | None = None
+    entity_id: ExternalId | None = None
     is_announcement: bool | None = None
 
 
@@ -401,12 +403,12 @@ class DiscussionTopicCreatedEvent(CaliperEvent, kw_only=True, forbid_unknown_fie
 class EnrollmentCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """``object.extensions["com.instructure.canvas"]`` of ``enrollment_created/updated``."""
 
-    course_id: str | None = None
-    course_section_id: str | None = None
-    entity_id: str | None = None
+    course_id: ExternalId | None = None
+    course_section_id: ExternalId | None = None
+    entity_id: ExternalId | None = None
     limit_privileges_to_course_section: bool | None = None
     type: str | None = None
-    user_id: str | None = None
+    user_id: ExternalId | None = None
     user_name: str | None = None
     workflow_state: str | None = None
 
@@ -435,7 +437,7 @@ class EnrollmentStateCanvasExtensions(CaliperObject, kw_only=True, forbid_unknow
     """``object.extensions["com.instructure.canvas"]`` of ``enrollment_state_*``."""
 
     access_is_current: bool | None = None
-    entity_id: str | None = None
+    entity_id: ExternalId | None = None
     restricted_access: bool | None = None
     state: str | None = None
     state_is_current: bool | None = None
@@ -469,7 +471,7 @@ class EnrollmentStateUpdatedEvent(CaliperEvent, kw_only=True, forbid_unknown_fie
 class AssigneeCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """``assignee.extensions["com.instructure.canvas"]``."""
 
-    sis_id: str | None = None
+    sis_id: ExternalId | None = None
 
 
 class CaliperAssignee(CaliperEntity, kw_only=True, forbid_unknown_fields=True):
@@ -481,7 +483,7 @@ class CaliperAssignee(CaliperEntity, kw_only=True, forbid_unknown_fields=True):
 class GradeCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """``extensions["com.instructure.canvas"]`` of the graded ``Attempt`` and ``Score``."""
 
-    entity_id: str | None = None
+    entity_id: ExternalId | None = None
     grade: str | None = None
 
 
@@ -513,7 +515,7 @@ class GradeChangeEvent(CaliperEvent, kw_only=True, forbid_unknown_fields=True):
 class SubmissionCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """``object.extensions["com.instructure.canvas"]`` of ``submission_created/updated``."""
 
-    entity_id: str | None = None
+    entity_id: ExternalId | None = None
     submission_type: str | None = None
     url: str | None = None
 
@@ -627,7 +629,7 @@ class LoggedOutEvent(CaliperEvent, kw_only=True, forbid_unknown_fields=True):
 class QuizCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_fields=True):
     """``object.extensions["com.instructure.canvas"]`` of ``quiz_created/updated``."""
 
-    entity_id: str | None = None
+    entity_id: ExternalId | None = None
     quiz_type: str | None = None
     time_limit: int | None = None
     access_code: bool | None = None
@@ -680,7 +682,7 @@ class UserAccountAssociationCanvasExtensions(CaliperObject, kw_only=True, forbid
     """``object.extensions["com.instructure.canvas"]`` of ``user_account_association_created``."""
 
     is_admin: bool | None = None
-    user_id: str | None = None
+    user_id: ExternalId | None = None
 
 
 class UserAccountAssociationObject(CaliperNamedEntity, kw_only=True, forbid_unknown_fields=True):
@@ -706,7 +708,7 @@ class WikiPageCanvasExtensions(CaliperObject, kw_only=True, forbid_unknown_field
     """``object.extensions["com.instructure.canvas"]`` of ``wiki_page_*``."""
 
     body: str | None = None
-    entity_id: str | None = None
+    entity_id: ExternalId | None = None
 
 
 class WikiPageObject(CaliperNamedEntity, kw_only=True, forbid_unknown_fields=True):
@@ -788,7 +790,7 @@ class CaliperHeadExtensions(msgspec.Struct):
 class CaliperHeadObject(msgspec.Struct):
     """``object`` as the head reads it."""
 
-    id: str | None = None
+    id: ExternalId | None = None
     type: str | None = None
     extensions: CaliperHeadExtensions | None = None
 
@@ -802,7 +804,7 @@ class CaliperEventHead(msgspec.Struct):
     allows entity references by IRI).
     """
 
-    id: str | None = None
+    id: ExternalId | None = None
     type: str | None = None
     action: str | None = None
     object: CaliperHeadObject | str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import UNSET, CanvasBody, CanvasObject, Expected, Id
+from bridge.events._base import UNSET, CanvasBody, CanvasObject, Expected, ExternalId, Id
 
 
 class _CourseBody(CanvasBody, kw_only=True):
@@ -36,7 +36,7 @@ class CourseProgressCourse(CanvasObject, kw_only=True):
     id: Expected[Id] = UNSET
     account_id: Expected[Id] = UNSET
     name: Expected[str] = UNSET
-    sis_source_id: str | None = None  # when the course has a SIS id
+    sis_source_id: ExternalId | None = None  # when the course has a SIS id
 
 
 class CourseProgressUser(CanvasObject, kw_only=True):
@@ -97,9 +97,9 @@ class _CourseSectionBody(CanvasBody, kw_only=True):
     # Original course of a cross-listed section; null otherwise.
     nonxlist_course_id: Id | None = None
     # SIS data, null without SIS integration. integration_id is an external id.
-    sis_source_id: str | None = None
+    sis_source_id: ExternalId | None = None
     sis_batch_id: Id | None = None
-    integration_id: str | None = None
+    integration_id: ExternalId | None = None
 
 
 class CourseSectionCreated(_CourseSectionBody, kw_only=True):

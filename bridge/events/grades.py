@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import UNSET, CanvasBody, Expected, Id
+from bridge.events._base import UNSET, CanvasBody, Expected, ExternalId, Id
 
 
 class CourseGradeChange(CanvasBody, kw_only=True):
@@ -45,7 +45,7 @@ class GradeChange(CanvasBody, kw_only=True):
     points_possible: float | None = None
     old_points_possible: float | None = None
     grader_id: Id | None = None  # null for automatic grading
-    student_sis_id: str | None = None
+    student_sis_id: ExternalId | None = None
     # The assignment's name (source: grade_changed; not in the docs).
     assignment_name: str | None = None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import CanvasObject, Id
+from bridge.events._base import CanvasObject, ExternalId, Id
 
 
 class CanvasMetadata(CanvasObject, kw_only=True):
@@ -26,17 +26,17 @@ class CanvasMetadata(CanvasObject, kw_only=True):
     job_tag: str | None = None
     user_login: str | None = None
     user_account_id: Id | None = None
-    user_sis_id: str | None = None
+    user_sis_id: ExternalId | None = None
     user_id: Id | None = None
     time_zone: str | None = None
     developer_key_id: Id | None = None
     context_type: str | None = None
     context_id: Id | None = None
-    context_sis_source_id: str | None = None
+    context_sis_source_id: ExternalId | None = None
     context_account_id: Id | None = None
     context_role: str | None = None
-    request_id: str | None = None
-    session_id: str | None = None
+    request_id: ExternalId | None = None
+    session_id: ExternalId | None = None
     hostname: str | None = None
     http_method: str | None = None
     user_agent: str | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bridge.events._base import UNSET, CanvasBody, Expected, Id
+from bridge.events._base import UNSET, CanvasBody, Expected, ExternalId, Id
 
 
 class _ContentMigrationBody(CanvasBody, kw_only=True):
@@ -28,9 +28,9 @@ class _ContentMigrationBody(CanvasBody, kw_only=True):
     # zip_file_importer, context_external_tool_<id>.
     migration_type: Expected[str] = UNSET
     # LTI context ids are opaque strings, not Canvas ids; a course gets one lazily.
-    lti_context_id: str | None = None
-    destination_course_lti_id: str | None = None  # alias of lti_context_id
-    source_course_lti_id: str | None = None  # when the migration has a source course
+    lti_context_id: ExternalId | None = None
+    destination_course_lti_id: ExternalId | None = None  # alias of lti_context_id
+    source_course_lti_id: ExternalId | None = None  # when the migration has a source course
     domain: str | None = None
     # When the migration has a source course (the docs show it on content_migration_started;
     # the source, content_migration_data, sends it on both).

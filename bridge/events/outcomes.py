@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import UNSET, CanvasBody, CanvasObject, Expected, Id
+from bridge.events._base import UNSET, CanvasBody, CanvasObject, Expected, ExternalId, Id
 
 
 class OutcomesRetryOutcomeAlignmentClone(CanvasBody, kw_only=True):
@@ -22,10 +22,10 @@ class OutcomesRetryOutcomeAlignmentClone(CanvasBody, kw_only=True):
     # The course the alignments are cloned into identifies the event.
     new_course_uuid: str
     original_course_uuid: Expected[str] = UNSET
-    new_course_resource_link_id: str | None = None
+    new_course_resource_link_id: ExternalId | None = None
     domain: str | None = None
-    original_assignment_resource_link_id: str | None = None
-    new_assignment_resource_link_id: str | None = None
+    original_assignment_resource_link_id: ExternalId | None = None
+    new_assignment_resource_link_id: ExternalId | None = None
     status: str | None = None
 
 

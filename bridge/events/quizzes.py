@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import UNSET, CanvasBody, CanvasObject, Expected, Id
+from bridge.events._base import UNSET, CanvasBody, CanvasObject, Expected, ExternalId, Id
 
 
 class _QuizBody(CanvasBody, kw_only=True):
@@ -97,7 +97,7 @@ class QuizExportAssignment(CanvasObject, kw_only=True):
     """The New Quizzes assignment a classic quiz is exported to (``Quizzes2Exporter``)."""
 
     assignment_id: Id | None = None  # newer Canvas versions
-    resource_link_id: str | None = None
+    resource_link_id: ExternalId | None = None
     title: str | None = None
     context_title: str | None = None  # the course's name
     course_uuid: str | None = None
@@ -114,7 +114,7 @@ class QuizExportComplete(CanvasBody, kw_only=True):
     """A classic quiz was exported for New Quizzes (``content_export.settings[:quizzes2]``)."""
 
     # "content-export-<global id of the content export>": a prefixed string, not a bare id.
-    content_export_id: str
+    content_export_id: ExternalId
     assignment: QuizExportAssignment | None = None
     qti_export: QuizExportQti | None = None
 
@@ -130,7 +130,7 @@ class QuizzesNextQuizDuplicated(CanvasBody, kw_only=True):
 
     new_course_uuid: str  # the course the quizzes are copied into
     original_course_uuid: str | None = None
-    new_course_resource_link_id: str | None = None
+    new_course_resource_link_id: ExternalId | None = None
     domain: str | None = None
     new_course_name: str | None = None
     created_on_blueprint_sync: bool | None = None
@@ -139,9 +139,9 @@ class QuizzesNextQuizDuplicated(CanvasBody, kw_only=True):
     # duplicating, outcome_alignment_cloning.
     status: str | None = None
     new_assignment_id: Id | None = None
-    original_resource_link_id: str | None = None
-    new_course_id: str | None = None  # an LTI context id
-    new_resource_link_id: str | None = None
+    original_resource_link_id: ExternalId | None = None
+    new_course_id: ExternalId | None = None  # an LTI context id
+    new_resource_link_id: ExternalId | None = None
 
 
 class QuizzesNextMigrationUrlsComplete(CanvasBody, kw_only=True):

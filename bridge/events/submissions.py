@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import CanvasBody, Id
+from bridge.events._base import CanvasBody, ExternalId, Id
 
 
 class _SubmissionBody(CanvasBody, kw_only=True):
@@ -31,8 +31,8 @@ class _SubmissionBody(CanvasBody, kw_only=True):
     late: bool | None = None
     missing: bool | None = None
     # An LTI guid, not a Canvas id.
-    lti_assignment_id: str | None = None
-    lti_user_id: str | None = None
+    lti_assignment_id: ExternalId | None = None
+    lti_user_id: ExternalId | None = None
     score: float | None = None
     # e.g. basic_lti_launch, discussion_topic, media_recording, online_quiz,
     # online_text_entry, online_upload, online_url.
@@ -47,8 +47,8 @@ class _SubmissionBody(CanvasBody, kw_only=True):
     # student (null while hidden); the guid of the plagiarism tool (LTI 2 tool proxy) when
     # the assignment has one, and in older Canvas versions [guid, old format] as well.
     posted_at: datetime | None = None
-    associated_integration_id: str | None = None
-    associated_integration_ids: list[str] | None = None
+    associated_integration_id: ExternalId | None = None
+    associated_integration_ids: list[ExternalId] | None = None
 
 
 class SubmissionCreated(_SubmissionBody, kw_only=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.events._base import CanvasBody, Id
+from bridge.events._base import CanvasBody, ExternalId, Id
 
 
 class UserCreated(CanvasBody, kw_only=True):
@@ -17,7 +17,7 @@ class UserCreated(CanvasBody, kw_only=True):
     updated_at: datetime | None = None
     # The unique_id of the primary login; null without a login.
     user_login: str | None = None
-    user_sis_id: str | None = None
+    user_sis_id: ExternalId | None = None
     uuid: str | None = None
     # e.g. pre_registered, registered, deleted.
     workflow_state: str | None = None
@@ -33,7 +33,7 @@ class UserUpdated(CanvasBody, kw_only=True):
     updated_at: datetime | None = None
     # The unique_id of the primary login; null without a login.
     user_login: str | None = None
-    user_sis_id: str | None = None
+    user_sis_id: ExternalId | None = None
     uuid: str | None = None
     # deleted, pre_registered, registered.
     workflow_state: str | None = None

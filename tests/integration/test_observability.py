@@ -294,6 +294,9 @@ def test_metrics_output_passes_promtool_check_metrics(bootstrap: str, raw_topic:
     for name in ("canvas_bridge_batch_duration_seconds_bucket", "canvas_bridge_event_freshness_seconds_bucket",
                  "canvas_bridge_consumer_lag_records", "canvas_bridge_build_info"):
         assert re.search(rf"(?m)^{name}\{{", text), f"{name} missing from /metrics"
+    # The core's strategy counts reach /metrics: the catalog examples take the exact Struct.
+    exact = re.search(r'(?m)^canvas_bridge_decode_strategy_events_total\{strategy="exact"\} (\S+)$', text)
+    assert exact and float(exact.group(1)) > 0, "no event counted for the exact decoding strategy"
 
     out = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
     problems = (out.stdout + out.stderr).decode().strip()

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-_ID_ANNOTATION = re.compile(r"\bId\b")
+_ID_ANNOTATION = re.compile(r"\b(?:External)?Id\b")
 
 
 def _raw_annotation(struct: type[msgspec.Struct], name: str) -> str:

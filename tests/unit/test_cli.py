@@ -43,6 +43,24 @@ def test_transform_types_every_catalog_example_with_no_generic_and_no_dead_lette
     assert sum(1 for r in records if str(r["topic"]).startswith("canvas.caliper.")) == n_caliper_events
 
 
+def test_transform_stats_count_the_events_each_decoding_strategy_took() -> None:
+    canvas = (CATALOG / "canvas-examples.jsonl").read_bytes()
+    caliper = (CATALOG / "caliper-examples.jsonl").read_bytes()
+    unknown = b'{"metadata": {"event_name": "not_in_catalog", "event_time": "2024-07-30T19:04:35Z"}, "body": {}}\n'
+    result = bridge("transform", "--stats", stdin=canvas + caliper + unknown)
+    assert result.returncode == 0, result.stderr.decode()
+    n_records = len(lines(result.stdout))
+    stats = result.stderr.decode().splitlines()[-1]
+    assert stats.startswith("transform: events by decoding strategy: "), stats
+    counts = {k: int(v) for k, v in (item.split() for item in stats.split(": ")[-1].split(", "))}
+    assert list(counts) == ["exact", "twin", "lenient", "generic"]
+    assert sum(counts.values()) == n_records  # every record counted once
+    # The docs' examples: integer ids and Ruby-form times (twins), unknown fields (lenient), and
+    # the event type outside the catalog (generic); the exact Structs take most.
+    assert counts["generic"] == 1 and counts["twin"] > 0 and counts["lenient"] > 0
+    assert counts["exact"] > n_records // 2
+
+
 def test_transform_reads_a_file_and_prints_dead_letters_as_outputs(tmp_path: Path) -> None:
     f = tmp_path / "in.jsonl"
     seed = next(line for line in (CATALOG / "canvas-examples.jsonl").read_bytes().splitlines()

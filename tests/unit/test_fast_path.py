@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.core import Core, Publish, _fast_utc, _static_depth
+from bridge.core import Core, Publish
+from bridge.core.plans import _static_depth
 from bridge.events import CANVAS_EVENTS, CanvasMetadata
-from bridge.timestamps import to_utc_text
+from bridge.timestamps import to_utc_text, utc_json
 from tests.unit._helpers import CALIPER_LINES, CANVAS_LINES, NOW_MS, SOURCE, make_core, rewrite_timestamp
 
 FAST = make_core()
@@ -46,10 +47,10 @@ def test_other_settings_give_the_same_records_on_both_paths(settings_: dict[str,
 
 
 def _fast_taken(core: Core, line: bytes) -> bool:
-    core.process(line, SOURCE, NOW_MS)  # the first event of a type fills the topic memo
+    """The exact strategy takes ``line``, also as the first event of its type (no memo to fill first)."""
     if b'"metadata"' in line:
-        return core._canvas_fast(line, SOURCE) is not None
-    return core._caliper_fast(line, SOURCE) is not None
+        return core.canvas.take(line, SOURCE) is not None
+    return core.caliper.take(line, SOURCE) is not None
 
 
 def test_the_fast_path_takes_every_example_that_fits_its_struct_exactly() -> None:
@@ -100,9 +101,13 @@ OFFSETS = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59).map(lambd
     st.one_of(st.just(UTC), OFFSETS),
     st.sampled_from([0, 1, 999, 1000, 123000, 123456, 999999]),
 )
-def test_fast_utc_writes_exactly_what_to_utc_text_writes(naive: datetime, tz: timezone, micro: int) -> None:
+def test_utc_json_writes_utc_with_milliseconds_or_microseconds(naive: datetime, tz: timezone, micro: int) -> None:
+    """The one UTC writer, against datetime's own (slower) ISO-8601 writer."""
     value = naive.replace(microsecond=micro, tzinfo=tz)
-    assert bytes(_fast_utc(value)) == msgspec.json.encode(to_utc_text(value))
+    spec = "milliseconds" if micro % 1000 == 0 else "microseconds"
+    expected = value.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
+    assert bytes(utc_json(value)) == msgspec.json.encode(expected)
+    assert to_utc_text(value) == expected
 
 
 def test_static_depth_bounds_the_structs_and_gives_up_on_any() -> None:
@@ -156,3 +161,23 @@ def test_the_ferpa_policy_gives_the_same_records_on_both_paths() -> None:
         assert [r.dedupe_key for r in records] == [r.dedupe_key for r in plain]
     assert any(r.value != p.value for line in CANVAS_LINES for r, p in zip(_both(line, fast, general), _both(line),
                                                                          strict=True))  # fmt: skip
+
+
+def test_the_decode_strategy_metric_reads_the_cores_counts_at_scrape_time() -> None:
+    from bridge.metrics import DecodeStrategies
+
+    collector = DecodeStrategies()
+    cores = [make_core(), make_core()]
+    for core in cores:
+        collector.watch(core.strategy_counts)
+
+    def scrape() -> dict[str, float]:
+        (family,) = collector.collect()
+        assert family.name == "canvas_bridge_decode_strategy_events"
+        return {s.labels["strategy"]: s.value for s in family.samples if s.name.endswith("_total")}
+
+    assert scrape() == {"exact": 0, "twin": 0, "lenient": 0, "generic": 0}
+    cores[0].process(CANVAS_LINES[-1], SOURCE, NOW_MS)
+    cores[1].process(CANVAS_LINES[-1], SOURCE, NOW_MS)
+    cores[1].process(b'{"metadata": {"event_name": "x", "event_time": "2024-07-30T19:04:35Z"}, "body": {}}', SOURCE, 0)
+    assert scrape() == {"exact": 2, "twin": 0, "lenient": 0, "generic": 1}, CANVAS_LINES[-1][:80]

@@ -212,7 +212,7 @@ def test_an_integer_id_in_an_expected_field_and_a_missing_field_stay_on_the_fast
     value = json.dumps(tree).encode()
     core = make_core()
     core.process(line, SOURCE, NOW_MS)  # names the topic
-    fast = core._canvas_fast(value, SOURCE)
+    fast = core.canvas.take(value, SOURCE)
     assert fast is not None and fast == only_publish(both(value))
     assert fast.missing_fields == ("body.muted",)
     body = value_of(fast)["body"]

@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from bridge import core as core_module
-from bridge.core import Core
 from bridge.events import CANVAS_EVENTS, CanvasMetadata
 from tests.unit._helpers import (
     CANVAS_LINES,
@@ -93,49 +90,24 @@ def test_a_source_shaped_payload_is_typed_with_every_field_declared(line: bytes)
             assert body[key] == value, key
 
 
-@pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
-    """Counts the calls of every decode step after the exact Struct (twins, lenient fallback)."""
-    calls = {"twin": 0, "metadata_twin": 0, "lenient": 0}
-    decoder = core_module._TypedDecoder
-
-    def wrap(owner: Any, attr: str, key: str) -> None:
-        original = getattr(owner, attr)
-
-        def counting(*args: Any, **kwargs: Any) -> Any:
-            calls[key] += 1
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(owner, attr, counting)
-
-    wrap(decoder, "lenient_fast_decode", "twin")
-    wrap(decoder, "_decode_lenient", "lenient")
-    wrap(Core, "_canvas_in_lenient", "metadata_twin")
-    yield calls
-
-
 @pytest.mark.parametrize("compacted", [False, True], ids=["as-sent", "compacted"])
-def test_source_shaped_events_take_the_first_decode_strategy(counted: dict[str, int], compacted: bool) -> None:
-    """The exact Struct takes them: no twin, no lenient fallback, also when compacted."""
+def test_source_shaped_events_take_the_first_decode_strategy(compacted: bool) -> None:
+    """The exact Struct takes them, from the first event of each type: no twin, no lenient fallback."""
     core = make_core()
     values = [json.dumps(compact(t) if compacted else t).encode() for t in TREES]
-    for value in values:  # the first event of a type names its topic through the general path
-        only_publish(core.process(value, SOURCE, NOW_MS))
-    counted.update(twin=0, metadata_twin=0, lenient=0)
     for value, tree in zip(values, TREES, strict=True):
-        fast = core._canvas_fast(value, SOURCE)  # the first strategy, on its own
+        fast = core.canvas.take(value, SOURCE)  # the first strategy, on its own
         assert fast is not None, tree["metadata"]["event_name"]
         assert fast == core.process(value, SOURCE, NOW_MS)[0]
         name = tree["metadata"]["event_name"]
         msgspec.json.decode(json.dumps(tree["body"]), type=CANVAS_EVENTS[name])  # the exact Struct fits
         msgspec.json.decode(json.dumps(tree["metadata"]), type=CanvasMetadata)
-    assert counted == {"twin": 0, "metadata_twin": 0, "lenient": 0}
-    # The counters see the other steps: the docs' account_created example has integer ids.
+    assert core.strategy_counts() == {"exact": 2 * len(values), "twin": 0, "lenient": 0, "generic": 0}
+    # The counters see the other strategies: the docs' account_created example has integer ids.
     line = next(v for v in CANVAS_LINES if b'"account_created"' in v and b'"account_id":3' in v)
-    core.process(line, SOURCE, NOW_MS)  # names its topic
-    counted["twin"] = 0
-    assert core._canvas_fast(line, SOURCE) is not None
-    assert counted["twin"] == 1
+    assert core.canvas.take(line, SOURCE) is not None
+    only_publish(core.process(line, SOURCE, NOW_MS))
+    assert core.strategy_counts()["twin"] == 2
 
 
 def test_a_compacted_source_shaped_event_gives_the_same_record_and_key() -> None:
