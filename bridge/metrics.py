@@ -138,6 +138,8 @@ INGEST_WRITTEN = Counter(
     "Raw records an ingest path wrote and the broker acknowledged, by source (https, caliper, sqs).",
     ["source"],
 )
+#: Seconds, 1 ms to 10 s: an acknowledgement or a request.
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 INGEST_WRITE_FAILURES = Counter(
     "canvas_bridge_ingest_write_failures_total",
     "Raw records an ingest path could not write (so not acknowledged to the sender), by source and "
@@ -148,7 +150,7 @@ INGEST_ACK_SECONDS = Histogram(
     "canvas_bridge_ingest_ack_seconds",
     "Time from sending a raw record to the broker's acknowledgement, by ingest source.",
     ["source"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=REQUEST_BUCKETS,
 )
 INGEST_REQUESTS = Counter(
     "canvas_bridge_ingest_requests_total",
@@ -160,7 +162,7 @@ INGEST_REQUEST_SECONDS = Histogram(
     "canvas_bridge_ingest_request_seconds",
     "Time to answer an ingest request, from its body's arrival to the answer (the broker's ack included).",
     ["endpoint"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=REQUEST_BUCKETS,
 )
 INGEST_IN_FLIGHT = Gauge(
     "canvas_bridge_ingest_requests_in_flight",

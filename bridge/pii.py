@@ -281,13 +281,7 @@ class PiiPolicy:
             entry = table.get(key)
             if entry is None:
                 # No rule names this field: only name rules can apply below it.
-                if names:
-                    cls = value.__class__
-                    if cls is dict:
-                        value = self._object(value, names, names)
-                    elif cls is list:
-                        value = self._list(value, names, names)
-                out[key] = value
+                out[key] = self._value(value, names, names) if names else value
                 continue
             action, sub = entry
             if action == _DROP:
@@ -295,21 +289,14 @@ class PiiPolicy:
             if action == _HASH:
                 out[key] = None if value is None else self.hash_value(value)
                 continue
-            cls = value.__class__
-            if cls is dict:
-                value = self._object(value, sub, names)
-            elif cls is list:
-                value = self._list(value, sub, names)
-            out[key] = value
+            out[key] = self._value(value, sub, names)
         return out
 
-    def _list(self, items: list[Any], table: _Table, names: _Table) -> list[Any]:
-        out: list[Any] = []
-        for item in items:
-            cls = item.__class__
-            if cls is dict:
-                item = self._object(item, table, names)
-            elif cls is list:
-                item = self._list(item, table, names)
-            out.append(item)
-        return out
+    def _value(self, value: Any, table: _Table, names: _Table) -> Any:
+        """A value below a field: objects and lists walked with ``table``, anything else as it is."""
+        cls = value.__class__
+        if cls is dict:
+            return self._object(value, table, names)
+        if cls is list:
+            return [self._value(item, table, names) for item in value]
+        return value
