@@ -98,6 +98,11 @@ _REJECTED: tuple[type[BaseException], ...] = (
 )
 
 
+#: After these, an idempotent producer never writes that partition again: aiokafka, unlike the Java
+#: client, does not reset its sequence numbers after a refused batch (a gap). A new producer is used.
+BROKEN_PRODUCER: tuple[type[BaseException], ...] = (kerr.OutOfOrderSequenceNumber, kerr.UnknownProducerId)
+
+
 class FatalDeliveryError(Exception):
     """Delivery cannot go on (fenced, not authorized...). The service exits non-zero."""
 
@@ -300,6 +305,8 @@ class Delivery:
             except (kerr.KafkaError, TimeoutError, OSError) as exc:
                 self._failed(exc, len(sends), backoff)
                 inflight.futures = None  # resend the whole batch: a copy carries the same dedupe key
+                if isinstance(exc, BROKEN_PRODUCER):
+                    await self._replace_producer()
                 if self._should_stop():
                     raise
                 await asyncio.sleep(backoff)
@@ -352,6 +359,10 @@ class Delivery:
                     return
                 except FATAL_ERRORS as exc:
                     raise FatalDeliveryError(f"{type(exc).__name__}: {exc}") from exc
+                except BROKEN_PRODUCER as exc:  # see _replace_producer: redone by the next producer
+                    self._failed(exc, len(share.sends), 0.0)
+                    await partitions.discard(owner, exc)
+                    return
                 except (kerr.KafkaError, TimeoutError, OSError) as exc:
                     self._failed(exc, len(share.sends), backoff)
                     if not await self._abort(owner):
@@ -506,10 +517,10 @@ class Delivery:
                 refused.append(f"{outs[0].topic} ({type(result).__name__}, {len(outs)} records)")
             elif first is None:
                 first = result
+        if refused:  # progress: the next attempt reroutes them (other failures are retried with it)
+            raise RecordsRefused(f"the broker refused produce batches: {', '.join(refused[:5])}")
         if first is not None:
             raise first
-        if refused:
-            raise RecordsRefused(f"the broker refused produce batches: {', '.join(refused[:5])}")
 
     async def _replace_producer(self) -> None:
         """At-least-once: a new idempotent producer; the old one finishes its batches, then stops."""

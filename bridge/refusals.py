@@ -55,6 +55,19 @@ H_INTENDED_TOPIC = "dlq_intended_topic"
 #: On a clamped record: its event time (ms since the epoch), which its Kafka timestamp is not.
 H_TIMESTAMP_CLAMPED = "timestamp_clamped"
 
+
+
+class InvalidRecordError(kerr.BrokerResponseError):  # type: ignore[misc]
+    """INVALID_RECORD (87), e.g. a record without a key for a compacted topic. aiokafka does not
+    know this code (it would report an ``UnknownError``); registered so that it is told apart."""
+
+    errno = 87
+    message = "INVALID_RECORD"
+    description = "This record has failed the validation on broker and hence will be rejected."
+
+
+kerr.kafka_errors.setdefault(InvalidRecordError.errno, InvalidRecordError)
+
 #: Broker errors about the records of a produce batch that retrying cannot fix.
 _REASONS: dict[type[BaseException], str] = {
     kerr.InvalidTimestampError: R_TIMESTAMP,
@@ -65,9 +78,8 @@ _REASONS: dict[type[BaseException], str] = {
     kerr.CorruptRecordException: R_REFUSED,
     kerr.PolicyViolationError: R_REFUSED,
     kerr.InvalidTopicError: R_REFUSED,
-    kerr.for_code(87): R_REFUSED,  # INVALID_RECORD (e.g. a compacted topic and a null key)
+    kerr.for_code(InvalidRecordError.errno): R_REFUSED,  # e.g. a compacted topic and a null key
 }
-_REASONS.pop(kerr.UnknownError, None)  # for_code's fallback when the client does not know the code
 
 #: Bytes a record batch of one record adds to key, value and headers (61) plus varints, rounded up.
 _RECORD_OVERHEAD = 128

@@ -10,11 +10,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from tests.kafka_helpers import BridgeProcess, Record, catalog_lines, create_topics, produce, read_all, run, unique, \
-    wait_until
+from tests.kafka_helpers import (
+    BridgeProcess,
+    Record,
+    catalog_lines,
+    create_topics,
+    produce,
+    read_all,
+    run,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -170,3 +179,48 @@ def test_a_refusal_the_screen_did_not_foresee_is_rerouted(bootstrap: str, raw_to
     dead = run(read_all(bootstrap, f"{prefix}.dlq", min_count=2, read_committed=True))
     assert sorted(_marker(r) for r in dead) == [f"{run_id}-ahead-a", f"{run_id}-ahead-b"]
     assert all(r.headers["dlq_reason"] == b"timestamp_out_of_range" for r in dead)
+
+
+async def _create_compacted(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_records_a_compacted_topic_refuses_are_found_and_dead_lettered(bootstrap: str, raw_topic: str,
+                                                                       tmp_path: Path, guarantee: str) -> None:
+    """Nothing in the topic's settings foretells INVALID_RECORD (a null key on a compacted topic):
+    the broker refuses the batch, each of its records is sent alone, the refused ones dead-lettered."""
+    run_id, prefix = uuid.uuid4().hex[:8], unique("poison")
+    typed = f"{prefix}.{SEED_NAME}"
+    run(_create_compacted(bootstrap, typed))
+    now = _iso(datetime.now(UTC) - timedelta(minutes=5))
+    values = [_event(f"{run_id}-{n}", now) for n in range(12)]
+    keys: list[bytes | None] = [f"k{n}".encode() for n in range(12)]
+    keys[2] = keys[9] = None  # topics.key = source: the raw key, none here
+    with BridgeProcess(bootstrap, raw_topic, unique("group"), tmp_path / "bridge.log",
+                       BRIDGE_DELIVERY_GUARANTEE=guarantee, BRIDGE_TOPICS_KEY="source", **_topics(prefix)) as bridge:
+        bridge.wait_ready()
+        produced = time.monotonic()
+        run(produce(bootstrap, raw_topic, values, keys=keys, partition=0))
+        wait_until(lambda: bridge.metric("canvas_bridge_events_published_total", f'event_name="{SEED_NAME}"') >= 10
+                   and bridge.metric("canvas_bridge_refused_records_total") >= 2, 60, "10 published, 2 refused")
+        seconds = time.monotonic() - produced
+        print(f"\nPOISON invalid record {guarantee}: 10 published, 2 dead-lettered in {seconds:.2f}s")
+        assert bridge.metric("canvas_bridge_refused_records_total", 'reason="record_refused"') == 2
+        assert bridge.get("/readyz")[0] == 200
+        assert bridge.terminate(30) == 0, bridge.log_tail()
+    records = run(read_all(bootstrap, typed, min_count=10, read_committed=True))
+    markers = sorted(_marker(r) for r in records)
+    if guarantee == "at-least-once":  # the attempt after a refusal may publish a record again (same dedupe key)
+        markers = sorted(set(markers))
+    assert markers == sorted(f"{run_id}-{n}" for n in range(12) if n not in (2, 9))
+    dead = run(read_all(bootstrap, f"{prefix}.dlq", min_count=2, read_committed=True))
+    assert sorted(_marker(r) for r in dead) == [f"{run_id}-2", f"{run_id}-9"]
+    assert {r.value for r in dead} == {values[2], values[9]}
+    assert all(r.headers["dlq_reason"] == b"record_refused" and r.headers["dlq_intended_topic"] == typed.encode()
+               for r in dead)
