@@ -491,6 +491,7 @@ class Delivery:
             assert isinstance(out, Publish)
             if catch_all_ok and reason in (R_MISSING_TOPIC, R_NOT_AUTHORIZED) and out.topic != catch_all:
                 sends[i] = to_catch_all(out, catch_all)
+                metrics.REFUSED_RECORDS.labels(reason, self.screen.label(out.topic)).inc()
                 continue
             tp, raw = raws.get(out.dedupe_key) or (TopicPartition("", -1), None)
             if raw is None:  # not from a consumed batch (tests): the typed value is all there is
