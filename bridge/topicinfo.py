@@ -18,6 +18,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.protocol.metadata import MetadataRequest
 
 from bridge.config import Config
 from bridge.refusals import TopicLimits
@@ -73,7 +74,9 @@ class TopicInfo:
     async def _read(self, topics: list[str]) -> None:
         admin: AIOKafkaAdminClient = await self._admin()
         now = time.monotonic()
-        described = await admin.describe_topics(topics)
+        # Never auto-created by looking (the admin client's describe_topics would allow it).
+        response = await admin._send_request(MetadataRequest(topics, allow_auto_topic_creation=False))
+        described = response.to_object()["topics"]
         found: dict[str, TopicLimits] = {}
         for t in described:
             code = t["error_code"]
