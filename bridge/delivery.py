@@ -464,7 +464,9 @@ class Delivery:
             await self._info.learn(topics)
         reroute: dict[int, tuple[str, str]] = {}
         clamped = self.screen.clamped
-        failing = self.screen.apply(sends, self._info.limits if self._info is not None else {}, now_ms(), reroute)
+        info = self._info
+        failing = self.screen.apply(sends, info.limits if info is not None else {}, now_ms(), reroute,
+                                    info.version if info is not None else -1)
         if failing:
             raise FatalDeliveryError(f"topic {failing[0]} is missing or may not be written (topics.missing = fail, "
                                      f"env BRIDGE_TOPICS_MISSING); create it or grant the ACL")

@@ -117,13 +117,18 @@ class TopicLimits:
     def writable(self) -> bool:
         return self.exists and self.authorized
 
-    def bounds(self, now_ms: int) -> tuple[int, int]:
-        """The Kafka timestamps sent as they are: a margin inside the broker's range (its clock, later)."""
+    def offsets(self) -> tuple[int, int]:
+        """The Kafka timestamps sent as they are, relative to now: a margin inside the broker's range
+        (its clock, and the time in flight)."""
         if not self.create_time:
             return -(2**63), 2**63
         margin_after = min(60_000, self.after_ms // 10)
         margin_before = min(60_000, self.before_ms // 10)
-        return now_ms - self.before_ms + margin_before, now_ms + self.after_ms - margin_after
+        return -self.before_ms + margin_before, self.after_ms - margin_after
+
+    def bounds(self, now_ms: int) -> tuple[int, int]:
+        lo, hi = self.offsets()
+        return now_ms + lo, now_ms + hi
 
 
 class Screen:
@@ -146,6 +151,8 @@ class Screen:
         self.suspects: set[tuple[str, str]] = set()
         self.refused: dict[tuple[str, str], str] = {}
         self.clamped = 0
+        self._envelope_of: tuple[int, int] = (0, -1)
+        self._envelope_cache: tuple[int, int, int, frozenset[str]] = (0, 0, 0, frozenset())
 
     def label(self, topic: str) -> str:
         """The bounded ``topic`` label of the refusal metric."""
@@ -168,30 +175,45 @@ class Screen:
     def is_suspect(self, out: Output) -> bool:
         return bool(self.suspects) and isinstance(out, Publish) and (out.topic, out.dedupe_key) in self.suspects
 
+    def _envelope(self, limits: dict[str, TopicLimits], version: int) -> tuple[int, int, int, frozenset[str]]:
+        """What every known topic accepts (the tightest range and size), and the topics it may not
+        write: one check per record on the happy path; only records outside it are looked at per
+        topic. Computed again when the limits change (``version``)."""
+        if version >= 0 and self._envelope_of == (id(limits), version):
+            return self._envelope_cache
+        default = TopicLimits()
+        lo_off, hi_off = default.offsets()
+        max_value = default.max_bytes
+        for lim in limits.values():
+            if lim.writable:
+                lo, hi = lim.offsets()
+                lo_off, hi_off, max_value = max(lo_off, lo), min(hi_off, hi), min(max_value, lim.max_bytes)
+        blocked = frozenset(t for t, lim in limits.items() if not lim.writable)
+        self._envelope_cache = (lo_off, hi_off, max_value - _VALUE_SLACK, blocked)
+        self._envelope_of = (id(limits), version)
+        return self._envelope_cache
+
     def apply(self, sends: list[Output], limits: dict[str, TopicLimits], now_ms: int,
-              reroute: dict[int, tuple[str, str]]) -> list[str]:
+              reroute: dict[int, tuple[str, str]], version: int = -1) -> list[str]:
         """Screen ``sends`` in place. Records to reroute are returned in ``reroute`` (index ->
         reason, detail) for the caller, which holds their raw bytes; clamped records are replaced
         here. Returns the topics the ``fail`` policy stops on (empty unless ``topics.missing = fail``).
+        ``version`` changes whenever ``limits`` does (-1: unknown, computed again).
         """
-        bounds: dict[str, tuple[int, int, int, TopicLimits]] = {}
+        lo_off, hi_off, max_value, blocked = self._envelope(limits, version)
+        lo, hi = now_ms + lo_off, now_ms + hi_off
         refused = self.refused
         failing: list[str] = []
+        publish, size = Publish, len
         for i, out in enumerate(sends):
-            if out.__class__ is not Publish:
+            if out.__class__ is not publish:
                 continue
-            topic = out.topic
-            b = bounds.get(topic)
-            if b is None:
-                lim = limits.get(topic) or TopicLimits()
-                lo, hi = lim.bounds(now_ms)
-                # a topic it may not write makes every record "out of range": the slow path below
-                b = bounds[topic] = (lo, hi, lim.max_bytes - _VALUE_SLACK, lim) if lim.writable else (1, 0, -1, lim)
-            ts = out.timestamp_ms
-            if b[0] <= ts <= b[1] and len(out.value) <= b[2] and not (
-                    refused and (topic, out.dedupe_key) in refused):
+            if lo <= out.timestamp_ms <= hi and size(out.value) <= max_value and not (
+                    blocked and out.topic in blocked) and not (
+                    refused and (out.topic, out.dedupe_key) in refused):
                 continue
-            self._slow(i, out, b[3], now_ms, sends, reroute, failing)
+            self._slow(i, out, limits.get(out.topic) or TopicLimits(), now_ms, sends,
+                       reroute, failing)
         return failing
 
     def _slow(self, i: int, out: Publish, lim: TopicLimits, now_ms: int, sends: list[Output],

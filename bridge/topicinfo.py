@@ -46,6 +46,7 @@ class TopicInfo:
         self._config = config
         self._admin = admin
         self.limits: dict[str, TopicLimits] = {}
+        self.version = 0  # changes with ``limits``
         self._lock = asyncio.Lock()
 
     def stale(self, topics: Iterable[str], now: float | None = None) -> set[str]:
@@ -60,6 +61,7 @@ class TopicInfo:
     def forget(self, topic: str) -> None:
         """The broker refused a record of this topic: read its settings again before the next send."""
         self.limits.pop(topic, None)
+        self.version += 1
 
     async def learn(self, topics: Iterable[str]) -> None:
         """Read the limits of the topics never read, or stale. Cheap when there is none."""
@@ -106,6 +108,7 @@ class TopicInfo:
             self.limits[topic] = lim
         if len(self.limits) > 100_000:  # bounded, whatever the event names
             self.limits.clear()
+        self.version += 1
 
     async def check_startup(self, catalog_topics: Iterable[str]) -> None:
         """``topics.create = false``: the raw and dead-letter topics must be there and writable;
