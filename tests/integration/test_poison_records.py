@@ -4,6 +4,9 @@ with its default timestamp settings (Kafka 4: message.timestamp.after.max.ms = 1
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from tests.kafka_helpers import (
+    REPO,
     BridgeProcess,
     Record,
     catalog_lines,
@@ -132,6 +136,17 @@ def test_out_of_range_times_dead_lettered_under_the_dead_letter_policy(bootstrap
         assert record.headers["dlq_reason"] == b"timestamp_out_of_range"
         assert record.headers["dlq_intended_topic"] == f"{prefix}.{SEED_NAME}".encode()
         assert record.headers["dlq_source_topic"] == raw_topic.encode()
+    # replay sends them back, with the replay time as Kafka timestamp (the broker's default range).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    env.update({"BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap, **_topics(prefix)})
+    out = subprocess.run([sys.executable, "-m", "bridge", "replay", "--reason", "timestamp_out_of_range"], env=env,
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["recovered"] == 2
+    typed = run(read_all(bootstrap, f"{prefix}.{SEED_NAME}", min_count=22))
+    replayed = [r for r in typed if _marker(r) in poison]
+    assert sorted(_marker(r) for r in replayed) == sorted(poison)
+    assert all("timestamp_clamped" in r.headers for r in replayed)
 
 
 async def _set_after_max_ms(bootstrap: str, topic: str, value: str) -> None:
