@@ -50,7 +50,6 @@ import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -63,15 +62,7 @@ from bridge.config import Config
 from bridge.core import DeadLetter, Output, Publish, now_ms
 from bridge.dedupe import Deduplicator
 from bridge.kafka import TopicCreationError, TopicCreator, make_producer
-from bridge.refusals import (
-    R_MISSING_TOPIC,
-    R_NOT_AUTHORIZED,
-    Screen,
-    count_refusals,
-    dead_letter,
-    refusal_reason,
-    to_catch_all,
-)
+from bridge.refusals import Screen, count_refusals
 from bridge.topicinfo import TopicInfo
 from bridge.transactions import FENCED, PartitionProducer, PartitionProducers, sender_error
 
@@ -478,28 +469,8 @@ class Delivery:
 
     def _reroute(self, batch: Batch, sends: list[Output], reroute: dict[int, tuple[str, str]]) -> None:
         """Replace the screened-out records of ``sends`` with their dead letters (or catch-all records)."""
-        info = self._info.limits if self._info is not None else {}
-        catch_all = self._config.topics.catch_all
-        catch_all_ok = self._config.topics.missing == "catch_all" and (
-            catch_all not in info or info[catch_all].writable)
-        wanted = {sends[i].dedupe_key for i in reroute}  # type: ignore[union-attr]
-        raws: dict[str, tuple[TopicPartition, Any]] = {}
-        for (tp, out), raw in zip(batch.outputs, batch.inputs, strict=False):
-            if isinstance(out, Publish) and out.dedupe_key in wanted:
-                raws[out.dedupe_key] = (tp, raw)
-        now = now_ms()
-        for i, (reason, detail) in sorted(reroute.items()):
-            out = sends[i]
-            assert isinstance(out, Publish)
-            if catch_all_ok and reason in (R_MISSING_TOPIC, R_NOT_AUTHORIZED) and out.topic != catch_all:
-                sends[i] = to_catch_all(out, catch_all)
-                metrics.REFUSED_RECORDS.labels(reason, self.screen.label(out.topic)).inc()
-                continue
-            tp, raw = raws.get(out.dedupe_key) or (TopicPartition("", -1), None)
-            if raw is None:  # not from a consumed batch (tests): the typed value is all there is
-                raw = SimpleNamespace(key=out.key, value=out.value, offset=-1)
-            sends[i] = dead_letter(out, raw, tp.topic, tp.partition, self._config.topics.dead_letter, reason,
-                                   detail, now)
+        limits = self._info.limits if self._info is not None else {}
+        self.screen.reroute(batch.outputs, batch.inputs, sends, reroute, limits, now_ms())
         log.warning("rerouted %d typed records the broker refuses (or would), e.g. for %s: %s",
                     len(reroute), sends[min(reroute)].headers[-1][1].decode(), reroute[min(reroute)][1])
 
@@ -507,21 +478,12 @@ class Delivery:
         """Wait for every future (all settled: no unretrieved errors). Records the broker refused
         are learnt by the screen (``RecordsRefused``); other failures raise the first one."""
         results = await asyncio.gather(*futures, return_exceptions=True)
-        first: BaseException | None = None
-        refused: list[str] = []
-        for result, outs in zip(results, groups, strict=True):
-            if not isinstance(result, BaseException):
-                continue
-            reason = refusal_reason(result)
-            if reason is not None and outs and isinstance(outs[0], Publish):
-                self.screen.learn(outs, result, reason)
-                if self._info is not None:
-                    self._info.forget(outs[0].topic)
-                refused.append(f"{outs[0].topic} ({type(result).__name__}, {len(outs)} records)")
-            elif first is None:
-                first = result
+        first, refused = self.screen.learn_results(results, groups)
         if refused:  # progress: the next attempt reroutes them (other failures are retried with it)
-            raise RecordsRefused(f"the broker refused produce batches: {', '.join(refused[:5])}")
+            if self._info is not None:
+                for topic in refused:
+                    self._info.forget(topic)  # its settings may have changed: read them again
+            raise RecordsRefused(f"the broker refused produce batches: {', '.join(refused.values())}")
         if first is not None:
             raise first
 

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
 from aiokafka import errors as kerr
 
+from bridge import metrics
 from bridge.core import (
     H_DLQ_TIME,
     H_REASON,
@@ -215,6 +217,48 @@ class Screen:
             self._slow(i, out, limits.get(out.topic) or TopicLimits(), now_ms, sends,
                        reroute, failing)
         return failing
+
+    def learn_results(self, results: list[Any], groups: list[list[Output]]
+                      ) -> tuple[BaseException | None, dict[str, str]]:
+        """Learn from an attempt's produce results (one per group of outputs): returns the first
+        failure that is not a refusal, and the topics with refused batches (topic -> what happened)."""
+        first: BaseException | None = None
+        refused: dict[str, str] = {}
+        for result, outs in zip(results, groups, strict=True):
+            if not isinstance(result, BaseException):
+                continue
+            reason = refusal_reason(result)
+            if reason is not None and outs and isinstance(outs[0], Publish):  # not the dead-letter topic
+                self.learn(outs, result, reason)
+                refused[outs[0].topic] = f"{outs[0].topic} ({type(result).__name__}, {len(outs)} records)"
+            elif first is None:
+                first = result
+        return first, refused
+
+    def reroute(self, outputs: list[tuple[Any, Output]], inputs: list[Any], sends: list[Output],
+                reroute: dict[int, tuple[str, str]], limits: dict[str, TopicLimits], now_ms: int) -> None:
+        """Replace ``sends[i]`` for each ``i`` of ``reroute`` by its dead letter, built from the raw
+        record of the batch (``inputs``, parallel to ``outputs``), or by its catch-all record."""
+        catch_all = self.catch_all_topic
+        catch_all_ok = self.missing == "catch_all" and (catch_all not in limits or limits[catch_all].writable)
+        wanted = {sends[i].dedupe_key for i in reroute}  # type: ignore[union-attr]
+        raws: dict[str, tuple[Any, Any]] = {}
+        for (tp, out), raw in zip(outputs, inputs, strict=False):
+            if isinstance(out, Publish) and out.dedupe_key in wanted:
+                raws[out.dedupe_key] = (tp, raw)
+        for i, (reason, detail) in sorted(reroute.items()):
+            out = sends[i]
+            assert isinstance(out, Publish)
+            if catch_all_ok and reason in (R_MISSING_TOPIC, R_NOT_AUTHORIZED) and out.topic != catch_all:
+                sends[i] = to_catch_all(out, catch_all)
+                metrics.REFUSED_RECORDS.labels(reason, self.label(out.topic)).inc()
+                continue
+            found = raws.get(out.dedupe_key)
+            if found is None:  # not from a consumed batch (tests): the typed value is all there is
+                found = (SimpleNamespace(topic="", partition=-1), SimpleNamespace(key=out.key, value=out.value,
+                                                                                  offset=-1))
+            tp, raw = found
+            sends[i] = dead_letter(out, raw, tp.topic, tp.partition, self.dead_letter_topic, reason, detail, now_ms)
 
     def _slow(self, i: int, out: Publish, lim: TopicLimits, now_ms: int, sends: list[Output],
               reroute: dict[int, tuple[str, str]], failing: list[str]) -> None:
