@@ -465,7 +465,8 @@ class Delivery:
             metrics.TIMESTAMPS_CLAMPED.inc(self.screen.clamped - clamped)
         if reroute:
             self._reroute(batch, sends, reroute)
-        return await self._send(sends, producer)
+            topics = {out.topic for out in sends}
+        return await self._send(sends, producer, topics)
 
     def _reroute(self, batch: Batch, sends: list[Output], reroute: dict[int, tuple[str, str]]) -> None:
         """Replace the screened-out records of ``sends`` with their dead letters (or catch-all records)."""
@@ -501,8 +502,8 @@ class Delivery:
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
 
-    async def _send(self, sends: list[Output], producer: AIOKafkaProducer | None = None
-                    ) -> tuple[list[asyncio.Future[Any]], list[list[Output]]]:
+    async def _send(self, sends: list[Output], producer: AIOKafkaProducer | None = None,
+                    topics: set[str] | None = None) -> tuple[list[asyncio.Future[Any]], list[list[Output]]]:
         """Send every output as record batches per partition; returns their delivery futures,
         with the outputs of each.
 
@@ -514,7 +515,8 @@ class Delivery:
         if not sends:
             return [], []
         producer = producer or self.producer
-        topics = {out.topic for out in sends}
+        if topics is None:
+            topics = {out.topic for out in sends}
         await self._learn_topics(producer, topics)
         partitioner = self._partitioner
         await partitioner.prepare(producer, topics)
