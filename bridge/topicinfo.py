@@ -47,6 +47,9 @@ class TopicInfo:
         self._admin = admin
         self.limits: dict[str, TopicLimits] = {}
         self.version = 0  # changes with ``limits``
+        # Creating topics itself, the bridge finds one missing only if its creation was refused, or
+        # raced another replica's: look again soon.
+        self._recheck_s = 1.0 if config.topics.create else RECHECK_S
         self._lock = asyncio.Lock()
 
     def stale(self, topics: Iterable[str], now: float | None = None) -> set[str]:
@@ -54,7 +57,7 @@ class TopicInfo:
         out = set()
         for topic in topics:
             lim = self.limits.get(topic)
-            if lim is None or now - lim.checked_at > (REFRESH_S if lim.writable else RECHECK_S):
+            if lim is None or now - lim.checked_at > (REFRESH_S if lim.writable else self._recheck_s):
                 out.add(topic)
         return out
 
