@@ -276,8 +276,12 @@ class Delivery:
             return
         sends = inflight.sends
         backoff = self._backoff0
+        replace = False  # a new producer first (see _replace_producer)
         while True:
             try:
+                if replace:
+                    await self._replace_producer()
+                    replace = False
                 if inflight.futures is None:
                     inflight.futures, inflight.groups = await self._attempt(inflight.batch, sends, self.producer)
                 await self._acknowledged(inflight.futures, inflight.groups)
@@ -290,14 +294,13 @@ class Delivery:
                 # batch left a gap in this one's sequence numbers for its partition.
                 log.info("%s; sending the batch again without them", exc)
                 inflight.futures = None
-                await self._replace_producer()
+                replace = True
             except FATAL_ERRORS as exc:
                 raise FatalDeliveryError(f"{type(exc).__name__}: {exc}") from exc
             except (kerr.KafkaError, TimeoutError, OSError) as exc:
                 self._failed(exc, len(sends), backoff)
                 inflight.futures = None  # resend the whole batch: a copy carries the same dedupe key
-                if isinstance(exc, BROKEN_PRODUCER):
-                    await self._replace_producer()
+                replace = replace or isinstance(exc, BROKEN_PRODUCER)
                 if self._should_stop():
                     raise
                 await asyncio.sleep(backoff)
@@ -491,7 +494,11 @@ class Delivery:
     async def _replace_producer(self) -> None:
         """At-least-once: a new idempotent producer; the old one finishes its batches, then stops."""
         producer = make_producer(self._config)
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await _retire(producer)
+            raise
         old, self.producer = self.producer, producer
         task = asyncio.ensure_future(_retire(old))
         self._retiring.add(task)
