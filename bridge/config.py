@@ -66,6 +66,7 @@ class TopicsSettings(_Section):
     catch_all: TopicName = "canvas.unknown"
     key: Literal["entity", "dedupe_key", "source"] = "entity"
     create: bool = True
+    missing: Literal["dead_letter", "catch_all", "fail"] = "dead_letter"
     partitions: Positive = 3
     replication_factor: NonNegative = 0
 
@@ -73,6 +74,7 @@ class TopicsSettings(_Section):
 class DecodeSettings(_Section):
     mode: Literal["lenient", "strict"] = "lenient"
     naive_timestamps: Literal["dead_letter", "assume_utc"] = "dead_letter"
+    out_of_range_time: Literal["clamp", "dead_letter"] = "clamp"
 
 
 class LimitsSettings(_Section):
@@ -313,6 +315,8 @@ def _check_consistency(config: Config) -> None:
             raise ConfigError(f"kafka.{name}: file {value} does not exist")
     if config.topics.dead_letter == config.raw_topic:
         raise ConfigError("topics.dead_letter must differ from raw_topic, or dead letters would loop")
+    if config.topics.missing == "catch_all" and config.topics.catch_all == config.raw_topic:
+        raise ConfigError("topics.catch_all must differ from raw_topic when topics.missing = catch_all")
     if config.pii.secret and config.pii.secret_file:
         raise ConfigError("set only one of pii.secret and pii.secret_file")
     if config.pii.secret_file and not Path(config.pii.secret_file).is_file():

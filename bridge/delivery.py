@@ -10,7 +10,10 @@ at-least-once (the default)
     4. commit the input offsets (next offset per partition) to the consumer group;
     5. remember the published dedupe keys in the window.
     A failure in 2-3 retries the whole batch after a backoff (a duplicate can result; it
-    carries the same dedupe key). A failure in 4 retries the commit alone. Nothing is
+    carries the same dedupe key). Records the broker refuses (bridge/refusals.py) are not
+    retried: they are screened before step 2, and a refusal after it is learnt from and the
+    batch sent again at once with the refused records rerouted (the dead letter is their output).
+    A failure in 4 retries the commit alone. Nothing is
     fetched meanwhile, so memory stays bounded (backpressure).
     Steps 4-5 run in the background, one commit at a time and in batch order, so that the
     fetch loop does not wait for the commit's round trip; the next batch's step 4 (and every
@@ -28,7 +31,10 @@ exactly-once (``delivery.guarantee = "exactly-once"``)
     5. commit the transaction: outputs and offset become visible atomically to
        ``read_committed`` consumers;
     6. as 5 above, for that partition.
-    A failure aborts the share's transaction and retries it. A share whose producer was fenced
+    A failure aborts the share's transaction and retries it. A record the broker refuses leaves the
+    producer unusable (a refused idempotent batch leaves a gap in its sequence numbers): the share
+    is abandoned with the producer, and redone from the committed offset with the records it
+    learnt about rerouted before sending (bridge/refusals.py). A share whose producer was fenced
     (the partition has a new owner), or closed since the batch was fetched, is abandoned.
 
 In both modes, when the group took the partitions away (the commit is rejected, or the producer
@@ -53,9 +59,11 @@ from aiokafka.partitioner import murmur2
 
 from bridge import metrics
 from bridge.config import Config
-from bridge.core import DeadLetter, Output, Publish
+from bridge.core import DeadLetter, Output, Publish, now_ms
 from bridge.dedupe import Deduplicator
-from bridge.kafka import TopicCreationError, TopicCreator
+from bridge.kafka import TopicCreationError, TopicCreator, make_producer
+from bridge.refusals import Screen, count_refusals
+from bridge.topicinfo import TopicInfo
 from bridge.transactions import FENCED, PartitionProducer, PartitionProducers, sender_error
 
 log = logging.getLogger("bridge.delivery")
@@ -81,8 +89,17 @@ _REJECTED: tuple[type[BaseException], ...] = (
 )
 
 
+#: After these, an idempotent producer never writes that partition again: aiokafka, unlike the Java
+#: client, does not reset its sequence numbers after a refused batch (a gap). A new producer is used.
+BROKEN_PRODUCER: tuple[type[BaseException], ...] = (kerr.OutOfOrderSequenceNumber, kerr.UnknownProducerId)
+
+
 class FatalDeliveryError(Exception):
     """Delivery cannot go on (fenced, not authorized...). The service exits non-zero."""
+
+
+class RecordsRefused(Exception):
+    """The broker refused records of the attempt; what it taught is in the ``Screen``: send again."""
 
 
 @dataclass(slots=True)
@@ -90,6 +107,7 @@ class Batch:
     """What one ``getmany`` returned, turned into outputs, with the offsets to commit."""
 
     outputs: list[tuple[TopicPartition, Output]] = field(default_factory=list)
+    inputs: list[Any] = field(default_factory=list)  # the raw record of each output (its dead letter's bytes)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     consumed: int = 0
     core_seconds: float = 0.0
@@ -101,8 +119,11 @@ class Batch:
     def by_partition(self) -> dict[TopicPartition, Batch]:
         """One batch per raw partition, outputs in input order (exactly-once: a transaction each)."""
         parts = {tp: Batch(offsets={tp: offset}, started=self.started) for tp, offset in self.offsets.items()}
-        for tp, out in self.outputs:
-            parts[tp].outputs.append((tp, out))
+        for i, (tp, out) in enumerate(self.outputs):
+            part = parts[tp]
+            part.outputs.append((tp, out))
+            if self.inputs:
+                part.inputs.append(self.inputs[i])
         return parts
 
 
@@ -124,18 +145,11 @@ class InFlight:
     sends: list[Output]
     suppressed: Counter[str]
     futures: list[asyncio.Future[Any]] | None = None
+    groups: list[list[Output]] = field(default_factory=list)  # the outputs of each future
     shares: list[PartitionShare] = field(default_factory=list)  # exactly-once
 
     def acknowledged(self) -> bool:
         return self.futures is not None and all(f.done() for f in self.futures)
-
-
-async def _all_acknowledged(futures: list[asyncio.Future[Any]]) -> None:
-    """Wait for every future; raise the first failure (after all settled: no unretrieved errors)."""
-    results = await asyncio.gather(*futures, return_exceptions=True)
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
 
 
 def _seen(future: asyncio.Future[Any]) -> None:
@@ -197,8 +211,16 @@ class Delivery:
         should_stop: Callable[[], bool],
         partitions: PartitionProducers | None = None,
         topics: TopicCreator | None = None,
+        info: TopicInfo | None = None,
+        catalog_topics: frozenset[str] = frozenset(),
     ) -> None:
         self._topics = topics
+        self._info = info
+        self._config = config
+        self.screen = Screen(dead_letter_topic=config.topics.dead_letter, catch_all_topic=config.topics.catch_all,
+                             out_of_range=config.decode.out_of_range_time, missing=config.topics.missing,
+                             catalog_topics=catalog_topics)
+        self._retiring: set[asyncio.Task[None]] = set()
         self._partitioner = Partitioner()
         self._topics_seen: set[str] = set()  # output topics, for the producers' metadata
         self._narrowed: weakref.WeakSet[AIOKafkaProducer] = weakref.WeakSet()  # tracking _topics_seen
@@ -236,7 +258,7 @@ class Delivery:
         self._partitioner.next_batch()
         if not self.exactly_once:
             try:
-                inflight.futures = await self._send(sends)
+                inflight.futures, inflight.groups = await self._attempt(batch, sends, self.producer)
             except FATAL_ERRORS as exc:
                 raise FatalDeliveryError(f"{type(exc).__name__}: {exc}") from exc
             except (kerr.KafkaError, TimeoutError, OSError) as exc:
@@ -254,20 +276,31 @@ class Delivery:
             return
         sends = inflight.sends
         backoff = self._backoff0
+        replace = False  # a new producer first (see _replace_producer)
         while True:
             try:
+                if replace:
+                    await self._replace_producer()
+                    replace = False
                 if inflight.futures is None:
-                    inflight.futures = await self._send(sends)
-                await _all_acknowledged(inflight.futures)
+                    inflight.futures, inflight.groups = await self._attempt(inflight.batch, sends, self.producer)
+                await self._acknowledged(inflight.futures, inflight.groups)
                 self.publishing_ok = True
                 await self.settle()  # commits stay in batch order, one at a time
                 self._committing = asyncio.ensure_future(self._commit_batch(inflight))
                 return
+            except RecordsRefused as exc:
+                # Sent again at once, the refused records rerouted; by a new producer: the refused
+                # batch left a gap in this one's sequence numbers for its partition.
+                log.info("%s; sending the batch again without them", exc)
+                inflight.futures = None
+                replace = True
             except FATAL_ERRORS as exc:
                 raise FatalDeliveryError(f"{type(exc).__name__}: {exc}") from exc
             except (kerr.KafkaError, TimeoutError, OSError) as exc:
                 self._failed(exc, len(sends), backoff)
                 inflight.futures = None  # resend the whole batch: a copy carries the same dedupe key
+                replace = replace or isinstance(exc, BROKEN_PRODUCER)
                 if self._should_stop():
                     raise
                 await asyncio.sleep(backoff)
@@ -299,7 +332,14 @@ class Delivery:
                              "starts again from the committed offset", owner.tp.topic, owner.tp.partition)
                     return
                 try:
-                    await self._transaction(owner.producer, share.sends, batch.offsets)
+                    await self._transaction(owner.producer, share)
+                except RecordsRefused as exc:
+                    # Its producer cannot write that partition again (sequence numbers): closed; the
+                    # partition's next producer redoes the batch with the refused records rerouted.
+                    log.info("%s[%d]: %s; the batch is redone from the committed offset without them",
+                             owner.tp.topic, owner.tp.partition, exc)
+                    await partitions.discard(owner, exc)
+                    return
                 except FENCED as exc:
                     await partitions.fenced(owner, exc)
                     return
@@ -313,6 +353,10 @@ class Delivery:
                     return
                 except FATAL_ERRORS as exc:
                     raise FatalDeliveryError(f"{type(exc).__name__}: {exc}") from exc
+                except BROKEN_PRODUCER as exc:  # see _replace_producer: redone by the next producer
+                    self._failed(exc, len(share.sends), 0.0)
+                    await partitions.discard(owner, exc)
+                    return
                 except (kerr.KafkaError, TimeoutError, OSError) as exc:
                     self._failed(exc, len(share.sends), backoff)
                     if not await self._abort(owner):
@@ -402,49 +446,119 @@ class Delivery:
             else:
                 unconfirmed.pop(marker, None)
 
-    async def _send(self, sends: list[Output], producer: AIOKafkaProducer | None = None) -> list[asyncio.Future[Any]]:
-        """Send every output as record batches per partition; returns their delivery futures.
-
-        One ``send_batch`` per (topic, partition) run instead of one ``send`` coroutine per
-        record; partitions are chosen like the Java client (murmur2 of the key), so keyed
-        records land where any Kafka client would put them. Input order is kept per partition.
-        """
+    async def _attempt(self, batch: Batch, sends: list[Output], producer: AIOKafkaProducer
+                       ) -> tuple[list[asyncio.Future[Any]], list[list[Output]]]:
+        """Screen the outputs (in place: bridge/refusals.py), then send them."""
         if not sends:
-            return []
-        producer = producer or self.producer
+            return [], []
         topics = {out.topic for out in sends}
         if self._topics is not None:
             await self._topics.ensure(topics)
+        if self._info is not None:
+            await self._info.learn(topics)
+        reroute: dict[int, tuple[str, str]] = {}
+        clamped = self.screen.clamped
+        info = self._info
+        failing = self.screen.apply(sends, info.limits if info is not None else {}, now_ms(), reroute,
+                                    info.version if info is not None else -1)
+        if failing:
+            raise FatalDeliveryError(f"topic {failing[0]} is missing or may not be written (topics.missing = fail, "
+                                     f"env BRIDGE_TOPICS_MISSING); create it or grant the ACL")
+        if self.screen.clamped != clamped:
+            metrics.TIMESTAMPS_CLAMPED.inc(self.screen.clamped - clamped)
+        if reroute:
+            self._reroute(batch, sends, reroute)
+            topics = {out.topic for out in sends}
+        return await self._send(sends, producer, topics)
+
+    def _reroute(self, batch: Batch, sends: list[Output], reroute: dict[int, tuple[str, str]]) -> None:
+        """Replace the screened-out records of ``sends`` with their dead letters (or catch-all records)."""
+        limits = self._info.limits if self._info is not None else {}
+        self.screen.reroute(batch.outputs, batch.inputs, sends, reroute, limits, now_ms())
+        log.warning("rerouted %d typed records the broker refuses (or would), e.g. for %s: %s",
+                    len(reroute), sends[min(reroute)].headers[-1][1].decode(), reroute[min(reroute)][1])
+
+    async def _acknowledged(self, futures: list[asyncio.Future[Any]], groups: list[list[Output]]) -> None:
+        """Wait for every future (all settled: no unretrieved errors). Records the broker refused
+        are learnt by the screen (``RecordsRefused``); other failures raise the first one."""
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        first, refused = self.screen.learn_results(results, groups)
+        if refused:  # progress: the next attempt reroutes them (other failures are retried with it)
+            if self._info is not None:
+                for topic in refused:
+                    self._info.forget(topic)  # its settings may have changed: read them again
+            raise RecordsRefused(f"the broker refused produce batches: {', '.join(refused.values())}")
+        if first is not None:
+            raise first
+
+    async def _replace_producer(self) -> None:
+        """At-least-once: a new idempotent producer; the old one finishes its batches, then stops."""
+        producer = make_producer(self._config)
+        try:
+            await producer.start()
+        except BaseException:
+            await _retire(producer)
+            raise
+        old, self.producer = self.producer, producer
+        task = asyncio.ensure_future(_retire(old))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def close(self) -> None:
+        """Wait for the producers being retired (``_replace_producer``)."""
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    async def _send(self, sends: list[Output], producer: AIOKafkaProducer | None = None,
+                    topics: set[str] | None = None) -> tuple[list[asyncio.Future[Any]], list[list[Output]]]:
+        """Send every output as record batches per partition; returns their delivery futures,
+        with the outputs of each.
+
+        One ``send_batch`` per (topic, partition) run instead of one ``send`` coroutine per
+        record; partitions are chosen like the Java client (murmur2 of the key), so keyed
+        records land where any Kafka client would put them. Input order is kept per partition,
+        except for suspects of an earlier refusal: each is sent in a batch of its own after the rest.
+        """
+        if not sends:
+            return [], []
+        producer = producer or self.producer
+        if topics is None:
+            topics = {out.topic for out in sends}
         await self._learn_topics(producer, topics)
         partitioner = self._partitioner
         await partitioner.prepare(producer, topics)
-        groups: dict[tuple[str, int], list[Output]] = {}
-        for out in sends:
+        groups: dict[tuple[str, int, int], list[Output]] = {}
+        screen = self.screen
+        for n, out in enumerate(sends):
             partition = partitioner.partition(out.topic, out.key)
-            group = groups.get((out.topic, partition))
+            key = (out.topic, partition, n + 1 if screen.suspects and screen.is_suspect(out) else 0)
+            group = groups.get(key)
             if group is None:
-                groups[(out.topic, partition)] = [out]
+                groups[key] = [out]
             else:
                 group.append(out)
         futures: list[asyncio.Future[Any]] = []
+        sent: list[list[Output]] = []
         try:
-            for (topic, partition), outs in groups.items():
+            for (topic, partition, _), outs in groups.items():
                 batch = producer.create_batch()
                 for out in outs:
                     ts = out.timestamp_ms if isinstance(out, Publish) else None
                     if batch.append(key=out.key, value=out.value, timestamp=ts, headers=out.headers) is None:
                         futures.append(await producer.send_batch(batch, topic, partition=partition))
+                        sent.append(outs)  # the whole group: any of them may be the refused one
                         batch = producer.create_batch()
                         if batch.append(key=out.key, value=out.value, timestamp=ts, headers=out.headers) is None:
                             raise kerr.MessageSizeTooLargeError(
                                 f"a record for {topic} does not fit in kafka.max_batch_bytes"
                             )
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
+                sent.append(outs)
         except BaseException:
             for f in futures:  # the batch is retried or abandoned: nobody awaits these any more
                 f.add_done_callback(_seen)
             raise
-        return futures
+        return futures, sent
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit the input offsets; transient errors retry the commit alone."""
@@ -487,12 +601,11 @@ class Delivery:
         self._narrowed.add(producer)
         await producer.client.set_topics(self._topics_seen | topics)
 
-    async def _transaction(self, producer: AIOKafkaProducer, sends: list[Output],
-                           offsets: dict[TopicPartition, int]) -> None:
+    async def _transaction(self, producer: AIOKafkaProducer, share: PartitionShare) -> None:
         await producer.begin_transaction()
-        await _all_acknowledged(await self._send(sends, producer))
+        await self._acknowledged(*await self._attempt(share.batch, share.sends, producer))
         started = time.perf_counter()
-        await producer.send_offsets_to_transaction(offsets, self._group_id)
+        await producer.send_offsets_to_transaction(share.batch.offsets, self._group_id)
         await producer.commit_transaction()
         metrics.COMMIT_DURATION.observe(time.perf_counter() - started)
 
@@ -552,6 +665,9 @@ class Delivery:
             metrics.EVENTS_PUBLISHED.labels(name, fmt).inc(n)
         for reason, n in dead.items():
             metrics.DEAD_LETTERS.labels(reason).inc(n)
+        if dead:
+            for (reason, topic), n in count_refusals(sends).items():
+                metrics.REFUSED_RECORDS.labels(reason, self.screen.label(topic)).inc(n)
         for fmt, n in generic.items():
             metrics.GENERIC_EVENTS.labels(fmt).inc(n)
         for name, n in unknown.items():
@@ -566,3 +682,15 @@ class Delivery:
             metrics.DUPLICATES_SUPPRESSED.labels(name).inc(n)
         if sends:
             metrics.LAST_PUBLISH.set(now)
+
+
+async def _retire(producer: AIOKafkaProducer) -> None:
+    """Let a replaced producer finish what it was sent (its futures are awaited elsewhere), then stop it."""
+    try:
+        await asyncio.wait_for(producer.flush(), 60)
+    except Exception as exc:
+        log.debug("flushing a replaced producer: %s", exc)
+    try:
+        await asyncio.wait_for(producer.stop(), 30)
+    except Exception as exc:
+        log.debug("stopping a replaced producer: %s", exc)

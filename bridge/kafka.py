@@ -164,14 +164,25 @@ class TopicCreator:
                 NewTopic(t, settings.partitions, rf, topic_configs=dlq_config if t == settings.dead_letter else None)
                 for t in to_create
             ])
+            refused = []
             for topic, code, *_ in response.topic_errors:
                 if code in _FATAL_CREATE_ERRORS:
-                    raise TopicCreationError(f"creating topic {topic} failed: {_FATAL_CREATE_ERRORS[code]}")
+                    if topic == settings.dead_letter:  # where everything else falls back: cannot go on
+                        raise TopicCreationError(f"creating topic {topic} failed: {_FATAL_CREATE_ERRORS[code]}")
+                    # a typed topic: its records are rerouted (topics.missing), see bridge/refusals.py
+                    refused.append(f"{topic} ({_FATAL_CREATE_ERRORS[code]})")
+                    to_create.remove(topic)
+                    continue
                 if code not in (0, _TOPIC_ALREADY_EXISTS):
                     # e.g. no live broker to place replicas on while one restarts: retried with backoff
                     raise kerr.KafkaError(f"creating topic {topic} failed with Kafka error code {code}")
-            await self._wait_for_leaders(admin, to_create)
-            log.info("created %d topics: %s", len(to_create), ", ".join(to_create[:10]))
+            if refused:
+                log.warning("cannot create %d topics; their records follow topics.missing = %s: %s",
+                            len(refused), settings.missing, ", ".join(refused[:10]))
+            created = [t for t, code, *_ in response.topic_errors if code == 0]
+            if created:
+                await self._wait_for_leaders(admin, created)
+                log.info("created %d topics: %s", len(created), ", ".join(created[:10]))
         if len(self._known) < 100000:  # bounded, whatever the event names
             self._known |= missing
 
@@ -181,10 +192,16 @@ class TopicCreator:
         deadline = asyncio.get_running_loop().time() + 30.0
         while asyncio.get_running_loop().time() < deadline:
             described = await admin.describe_topics(topics)
-            if all(t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+            # a topic it may not describe (29) will not tell: bridge/topicinfo.py finds it forbidden
+            if all(t["error_code"] == 29 or (t["error_code"] == 0 and t["partitions"]
+                                             and all(p["leader"] >= 0 for p in t["partitions"]))
                    for t in described):
                 return
             await asyncio.sleep(0.1)
+
+    async def admin(self) -> AIOKafkaAdminClient:
+        """The admin client, started on first use (shared with bridge/topicinfo.py)."""
+        return await self._client()
 
     async def _client(self) -> AIOKafkaAdminClient:
         if self._admin is None:

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from bridge import __version__
 
 GENERIC = "_generic"
+OTHER_TOPIC = "_other"
 
 EVENTS_CONSUMED = Counter(
     "canvas_bridge_events_consumed_total",
@@ -34,6 +35,17 @@ DEAD_LETTERS = Counter(
     "canvas_bridge_dead_letters_total",
     "Raw records sent to the dead-letter topic and acknowledged, by reason.",
     ["reason"],
+)
+REFUSED_RECORDS = Counter(
+    "canvas_bridge_refused_records_total",
+    "Typed records the broker refuses (or would refuse: checked before sending), rerouted and acknowledged, "
+    "by reason and intended topic (catalog topics; others are counted as topic=\"_other\").",
+    ["reason", "topic"],
+)
+TIMESTAMPS_CLAMPED = Counter(
+    "canvas_bridge_timestamps_clamped_total",
+    "Typed records whose event time is outside the range the topic accepts, sent with the time of processing "
+    "as the Kafka timestamp (decode.out_of_range_time = clamp; the value keeps event_time).",
 )
 DUPLICATES_SUPPRESSED = Counter(
     "canvas_bridge_duplicates_suppressed_total",
@@ -325,7 +337,8 @@ def declare_ingest_http() -> None:
     JWKS_AGE.set(-1)
 
 
-def declare(event_names: Iterable[tuple[str, str]], reasons: Iterable[str]) -> None:
+def declare(event_names: Iterable[tuple[str, str]], reasons: Iterable[str],
+            refusal_reasons: Iterable[str] = ()) -> None:
     """Create the labelled series up front, so dashboards and rates see zeros, not gaps."""
     for name, fmt in event_names:
         EVENTS_PUBLISHED.labels(name, fmt)
@@ -334,6 +347,8 @@ def declare(event_names: Iterable[tuple[str, str]], reasons: Iterable[str]) -> N
         MISSING_FIELDS.labels(name)
     for reason in reasons:
         DEAD_LETTERS.labels(reason)
+    for reason in refusal_reasons:
+        REFUSED_RECORDS.labels(reason, OTHER_TOPIC)
     for fmt in ("canvas", "caliper"):
         GENERIC_EVENTS.labels(fmt)
     for change in ("assigned", "revoked"):

@@ -3,7 +3,9 @@
 After an upgrade that teaches the bridge a new event type or a new quirk, the dead letters
 that now decode can be published to their typed topics. Reads the dead-letter topic from the
 beginning to its current end (no consumer group, nothing committed). Events that still cannot
-be decoded are counted and left where they are. ``--dry-run`` publishes nothing.
+be decoded are counted and left where they are. ``--dry-run`` publishes nothing. An event time
+outside the broker's default timestamp range (an hour ahead) is sent with the time of replay as
+its Kafka timestamp and the header ``timestamp_clamped``, as the bridge does by default.
 
 Only committed records are read (``read_committed``): exactly-once bridges write dead letters
 inside transactions, and an aborted attempt leaves aborted records on the topic that were never
@@ -30,6 +32,7 @@ from bridge.core import (
     now_ms,
 )
 from bridge.kafka import security_kwargs
+from bridge.refusals import H_TIMESTAMP_CLAMPED, TopicLimits
 
 
 def _header(headers: object, name: str) -> str | None:
@@ -93,11 +96,14 @@ async def replay(config: Config, from_topic: str | None, *, dry_run: bool, reaso
                     counts["recovered"] += 1
                     counts["records"] += len(outs)
                     if producer is not None:
+                        lo, hi = TopicLimits().bounds(now_ms())  # the broker's default range
                         for o in outs:
                             assert isinstance(o, Publish)
-                            futures.append(await producer.send(
-                                o.topic, o.value, key=o.key, timestamp_ms=o.timestamp_ms, headers=list(o.headers)
-                            ))
+                            ts, headers = o.timestamp_ms, list(o.headers)
+                            if not lo <= ts <= hi:  # as decode.out_of_range_time = clamp (docs/poison-records.md)
+                                ts, headers = now_ms(), [*headers, (H_TIMESTAMP_CLAMPED, str(ts).encode())]
+                            futures.append(await producer.send(o.topic, o.value, key=o.key, timestamp_ms=ts,
+                                                               headers=headers))
                 if (await consumer.position(tp)) >= ends[tp]:
                     remaining.discard(tp)
         for f in futures:

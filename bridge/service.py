@@ -35,6 +35,8 @@ from bridge.events import CANVAS_EVENTS
 from bridge.events.caliper import CALIPER_EVENTS
 from bridge.http import Probes, serve_probes
 from bridge.kafka import TlsRefused, TopicCreator, check_credentials, make_consumer, make_producer, replica_id
+from bridge.refusals import REFUSAL_REASONS
+from bridge.topicinfo import StartupError, TopicInfo
 from bridge.transactions import OpenFailed, PartitionProducers
 
 log = logging.getLogger("bridge.service")
@@ -95,6 +97,9 @@ class Bridge:
         self.partitions: PartitionProducers | None = None  # exactly-once: a producer per raw partition
         self.pending: deque[InFlight] = deque()
         self.topic_creator = TopicCreator(config)
+        self.topic_info = TopicInfo(config, self.topic_creator.admin)
+        self.catalog_topics = frozenset([config.topics.prefix + n for n in CANVAS_EVENTS]
+                                        + [config.topics.caliper_prefix + n for n in CALIPER_EVENTS])
         self.assigned: set[TopicPartition] = set()
         self._broker_ok_at = 0.0
         self.drain_deadline = float("inf")
@@ -157,11 +162,18 @@ class Bridge:
                 backoff = min(backoff * 2, self.config.delivery.retry_backoff_max_s)
         self.consumer, self.producer = consumer, producer
         self._broker_ok_at = time.monotonic()
+        if not self.config.topics.create:
+            try:
+                await self.topic_info.check_startup(self.catalog_topics)
+            except StartupError as exc:
+                await _quietly_stop(consumer, producer)
+                raise Fatal(str(exc)) from exc
         if self.config.delivery.guarantee == "exactly-once":
             self.partitions = PartitionProducers(self.config, consumer)
         self.delivery = Delivery(
             self.config, consumer, producer, self.dedupe,
             should_stop=self._stop_retrying, partitions=self.partitions, topics=self.topic_creator,
+            info=self.topic_info, catalog_topics=self.catalog_topics,
         )
         consumer.subscribe([self.config.raw_topic], listener=_Rebalance(self))
         log.info("consuming %s as group %s (replica %s, %s)", self.config.raw_topic, self.config.group_id,
@@ -242,12 +254,13 @@ class Bridge:
         batch = Batch(started=started)
         process = self.core.process
         now = now_ms()
-        outputs = batch.outputs
+        outputs, inputs = batch.outputs, batch.inputs
         for tp, msgs in records.items():
             topic, partition = tp.topic, tp.partition
             for m in msgs:
                 for out in process(m.value, Source(topic, partition, m.offset, m.key), now):
                     outputs.append((tp, out))
+                    inputs.append(m)  # a refused typed record is dead-lettered with these bytes
             batch.offsets[tp] = msgs[-1].offset + 1
             batch.consumed += len(msgs)
         batch.core_seconds = time.perf_counter() - started
@@ -261,6 +274,8 @@ class Bridge:
         await _quietly_stop(self.consumer, self.delivery.producer if self.delivery else self.producer)
         if self.partitions is not None:
             await self.partitions.close()
+        if self.delivery is not None:
+            await self.delivery.close()
         await self.topic_creator.close()
         metrics.READY.set(0)
 
@@ -386,7 +401,8 @@ async def run_service(config: Config) -> int:
     metrics.set_build_info(aiokafka.__version__, config.delivery.guarantee)
     metrics.declare(
         [(n, "canvas") for n in CANVAS_EVENTS] + [(n, "caliper") for n in CALIPER_EVENTS],
-        DEAD_LETTER_REASONS,
+        (*DEAD_LETTER_REASONS, *REFUSAL_REASONS),
+        REFUSAL_REASONS,
     )
     bridge = Bridge(config)
     loop = asyncio.get_running_loop()

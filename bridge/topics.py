@@ -58,7 +58,7 @@ def planned_topics(config: Config, rec: Recommendations | None = None) -> list[P
             "max.message.bytes": str(MAX_DEAD_LETTER_BYTES + 65536),
         }),
     ]
-    if t.unknown_events == "catch_all":
+    if t.unknown_events == "catch_all" or t.missing == "catch_all":
         out.append(PlannedTopic(t.catch_all, "catch_all", rec.partitions, rec.replication_factor, dict(retention)))
     typed = [(t.prefix + name, "typed") for name in CANVAS_EVENTS]
     typed += [(t.caliper_prefix + name, "caliper") for name in CALIPER_EVENTS]

@@ -29,7 +29,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -40,6 +40,9 @@ from tests.kafka_helpers import BridgeProcess, catalog_lines, create_topics, run
 CANVAS = "canvas"
 CALIPER = "caliper"
 GARBAGE = "garbage"
+POISON = "poison"  # decodes, but the broker would refuse its typed record: expected in the DLQ
+#: The reasons a poison input may carry in the DLQ (bridge/refusals.py).
+POISON_REASONS = (b"timestamp_out_of_range", b"missing_topic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +59,16 @@ class Workload:
 
     @property
     def valid_markers(self) -> set[str]:
-        return {m for i in self.inputs if i.kind != GARBAGE for m in i.markers}
+        return {m for i in self.inputs if i.kind not in (GARBAGE, POISON) for m in i.markers}
+
+    @property
+    def poison(self) -> dict[str, bytes]:
+        """Marker -> raw bytes of the inputs whose typed record the broker refuses."""
+        return {i.markers[0]: i.value for i in self.inputs if i.kind == POISON}
+
+    def poison_topic(self, prefix: str) -> str:
+        """The typed topic of the poison event type, which the scenario never creates."""
+        return f"{prefix}poison_event_{self.tag}"
 
     @property
     def garbage(self) -> dict[bytes, str]:
@@ -71,8 +83,10 @@ class Workload:
         return {m: n for n, i in enumerate(self.inputs) for m in i.markers}
 
 
-def make_workload(count: int, *, garbage_every: int = 100, seed: int | None = None) -> Workload:
-    """``count`` distinct inputs: the catalog mix (Canvas and Caliper lines in turn), 1/garbage_every garbage."""
+def make_workload(count: int, *, garbage_every: int = 100, poison_every: int = 0, seed: int | None = None
+                  ) -> Workload:
+    """``count`` distinct inputs: the catalog mix (Canvas and Caliper lines in turn), 1/garbage_every garbage,
+    1/poison_every poison: in turn an event 3 hours ahead, and one of a type whose topic is missing."""
     rnd = random.Random(seed)
     tag = uuid.uuid4().hex[:8]
     now = now_text()
@@ -81,9 +95,21 @@ def make_workload(count: int, *, garbage_every: int = 100, seed: int | None = No
     mix = [(CANVAS, i) for i in range(len(canvas))] + [(CALIPER, i) for i in range(len(caliper))]
     inputs: list[Input] = []
     k = 0  # Caliper data event counter
+    future = (datetime.now(UTC) + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"
     for n in range(count):
         if garbage_every and n % garbage_every == garbage_every // 2:
             inputs.append(_garbage(rnd, canvas, f"gb-{tag}-{n}", n))
+            continue
+        if poison_every and n % poison_every == poison_every // 3:
+            event = json.loads(json.dumps(canvas[n % len(canvas)]))
+            marker = f"in-{tag}-{n}"
+            event["metadata"]["request_id"] = marker
+            if (n // poison_every) % 2:
+                event["metadata"]["event_name"] = f"poison_event_{tag}"
+                event["metadata"]["event_time"] = now
+            else:
+                event["metadata"]["event_time"] = future
+            inputs.append(Input(json.dumps(event).encode(), POISON, (marker,)))
             continue
         kind, idx = mix[n % len(mix)]
         if kind == CANVAS:
@@ -382,6 +408,7 @@ class Report:
     garbage_missing: list[str]
     garbage_altered: list[str]
     valid_in_dlq: list[str]
+    poison_missing: list[str]  # poison inputs not in the DLQ (with their bytes and a refusal reason)
     unknown_outputs: int
     duplicate_keys: int  # typed records beyond the first per dedupe key
     by_marker: dict[str, list[Out]] = field(repr=False)  # typed outputs per marker
@@ -405,6 +432,9 @@ class Report:
                             f"{self.garbage_missing[:5]}")
         if self.garbage_altered:
             problems.append(f"{len(self.garbage_altered)} garbage inputs in the DLQ with altered bytes")
+        if self.poison_missing:
+            problems.append(f"{len(self.poison_missing)} poison inputs not in the DLQ as refused, with their "
+                            f"bytes, e.g. {self.poison_missing[:5]}")
         if self.valid_in_dlq:
             problems.append(f"{len(self.valid_in_dlq)} valid inputs dead-lettered, e.g. {self.valid_in_dlq[:5]}")
         if self.unknown_outputs:
@@ -423,6 +453,7 @@ def check(workload: Workload, outputs: list[Out], topics: Topics) -> Report:
     marker_re = re.compile(rf"(in|gb)-{workload.tag}-\d+|urn:uuid:{workload.tag}-0000-4000-8000-[0-9a-f]{{12}}")
     garbage = workload.garbage
     garbage_markers = set(garbage.values())
+    poison = workload.poison
     by_marker: dict[str, list[Out]] = defaultdict(list)
     dlq_by_marker: dict[str, list[Out]] = defaultdict(list)
     unknown = 0
@@ -436,7 +467,7 @@ def check(workload: Workload, outputs: list[Out], topics: Topics) -> Report:
                     unknown += 1
                     continue
                 marker = found.group(0)
-                if marker not in garbage_markers:
+                if marker not in garbage_markers and marker not in poison:
                     valid_in_dlq.append(marker)
             dlq_by_marker[marker].append(o)
             continue
@@ -477,6 +508,8 @@ def check(workload: Workload, outputs: list[Out], topics: Topics) -> Report:
         for o in copies:
             per_key[o.headers.get("dedupe_key", b"").decode()] += 1
     garbage_missing = sorted(m for m in garbage_markers if m not in dlq_by_marker)
+    poison_missing = sorted(m for m, value in poison.items() if not any(
+        o.value == value and o.headers.get("dlq_reason") in POISON_REASONS for o in dlq_by_marker.get(m, ())))
     garbage_altered = sorted(m for m, copies in dlq_by_marker.items() if m in garbage_markers
                              and any(o.value not in garbage for o in copies))
     return Report(
@@ -492,6 +525,7 @@ def check(workload: Workload, outputs: list[Out], topics: Topics) -> Report:
         garbage_missing=garbage_missing,
         garbage_altered=garbage_altered,
         valid_in_dlq=valid_in_dlq,
+        poison_missing=poison_missing,
         unknown_outputs=unknown,
         duplicate_keys=sum(n - 1 for n in per_key.values()),
         by_marker=by_marker,

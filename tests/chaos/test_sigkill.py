@@ -2,6 +2,9 @@
 
 at-least-once: every valid input has an output (duplicates allowed, each with the dedupe key of
 its first copy), every garbage input is in the DLQ with its original bytes.
+Poison inputs (issue 17) are mixed in: events 3 hours ahead (decode.out_of_range_time = dead_letter)
+and events of a type whose topic is missing (topics.create = false, every other topic created up
+front): each is in the DLQ with its original bytes and its refusal reason, and nothing stalls.
 exactly-once: the same, read with read_committed, and no duplicate at all (by marker, by key).
 """
 
@@ -14,6 +17,8 @@ from collections.abc import Callable
 
 import pytest
 
+from bridge.events import CANVAS_EVENTS
+from bridge.events.caliper import CALIPER_EVENTS
 from tests.chaos._util import (
     BackgroundProducer,
     Topics,
@@ -24,7 +29,7 @@ from tests.chaos._util import (
     read_outputs,
     wait_progress,
 )
-from tests.kafka_helpers import BridgeProcess, run, wait_until
+from tests.kafka_helpers import BridgeProcess, create_topics, run, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
 
@@ -34,14 +39,18 @@ KILLS = 5
 # take (a restarted replica waits ~6 s for the killed member's session to expire): the bridge has
 # work at every kill, whether it is faster or slower than the stream on this machine.
 RATE = 500.0
+POISON_EVERY = 250  # 80 poison inputs: 40 ahead of time, 40 for a missing topic
 
 
 def _kill_and_restart(name: str, bootstrap: str, spawn: Callable[..., BridgeProcess], *, exactly_once: bool) -> None:
     started = time.monotonic()
     rnd = random.Random()
-    workload = make_workload(INPUTS)
+    workload = make_workload(INPUTS, poison_every=POISON_EVERY)
     topics = Topics.create(bootstrap, name, partitions=4)
-    settings = {"BRIDGE_DELIVERY_BATCH_MAX_RECORDS": "500"}
+    run(create_topics(bootstrap, [topics.dlq, *(topics.prefix + n for n in CANVAS_EVENTS),
+                                  *(topics.caliper_prefix + n for n in CALIPER_EVENTS)]))
+    settings = {"BRIDGE_DELIVERY_BATCH_MAX_RECORDS": "500", "BRIDGE_TOPICS_CREATE": "false",
+                "BRIDGE_DECODE_OUT_OF_RANGE_TIME": "dead_letter"}
     if exactly_once:
         settings |= {"BRIDGE_DELIVERY_GUARANTEE": "exactly-once", "BRIDGE_DELIVERY_REPLICA_ID": f"{name}-replica"}
 
@@ -80,7 +89,8 @@ def _kill_and_restart(name: str, bootstrap: str, spawn: Callable[..., BridgeProc
     print()
     print(report.line(name, time.monotonic() - started, kills=KILLS,
                       committed_at_kills="/".join(f"{c}of{p}" for c, p, _ in kills),
-                      duplicate_keys=report.duplicate_keys, **extra))
+                      duplicate_keys=report.duplicate_keys, poison=len(workload.poison),
+                      poison_in_dlq=len(workload.poison) - len(report.poison_missing), **extra))
     # Every kill hit a bridge with work left: inputs still arriving, or not all committed.
     assert all(streaming or c < INPUTS for c, _, streaming in kills), kills
     if exactly_once:

@@ -83,6 +83,7 @@ EXPECTED_ALERTS = {
     "CanvasBridgeDown",
     "CanvasBridgeNotReady",
     "CanvasBridgeDeadLettersRising",
+    "CanvasBridgeRecordsRefused",
     "CanvasBridgeLagGrowing",
     "CanvasBridgeNoEvents",
     "CanvasBridgeFreshnessDegraded",
