@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
-import signal
 import time
 from collections import deque
 from functools import partial
@@ -35,16 +33,13 @@ from bridge.events import CANVAS_EVENTS
 from bridge.events.caliper import CALIPER_EVENTS
 from bridge.http import Probes, serve_probes
 from bridge.kafka import TlsRefused, TopicCreator, check_credentials, make_consumer, make_producer, replica_id
+from bridge.lifecycle import EXIT_DRAIN_TIMEOUT, EXIT_FATAL, EXIT_OK, Drain
 from bridge.refusals import REFUSAL_REASONS
 from bridge.topicinfo import StartupError, TopicInfo
 from bridge.transactions import OpenFailed, PartitionProducers
 
 log = logging.getLogger("bridge.service")
 
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_DRAIN_TIMEOUT = 3
-EXIT_FORCED = 130
 
 _AUTH_ERRORS: tuple[type[BaseException], ...] = (
     kerr.SaslAuthenticationFailed,
@@ -89,7 +84,8 @@ class Bridge:
         self.dedupe = Deduplicator(config.dedupe.enabled, config.dedupe.window_count, config.dedupe.window_seconds)
         self.batch_lock = asyncio.Lock()
         self.should_exit = False
-        self.force_exit = False
+        #: SIGTERM, SIGINT: drain, bounded by delivery.drain_timeout_s (``bridge.lifecycle``)
+        self.drain = Drain(config.delivery.drain_timeout_s, self._start_drain)
         self.paused = False
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -102,35 +98,16 @@ class Bridge:
                                         + [config.topics.caliper_prefix + n for n in CALIPER_EVENTS])
         self.assigned: set[TopicPartition] = set()
         self._broker_ok_at = 0.0
-        self.drain_deadline = float("inf")
-        self.exit_requested = asyncio.Event()
         self.exit_code = EXIT_OK
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def handle_exit(self) -> None:
-        if self.should_exit:
-            log.warning("second signal: forcing exit")
-            self.force_exit = True
-            os._exit(EXIT_FORCED)
-        log.info("signal received: draining (at most %.0fs); a second signal forces exit",
-                 self.config.delivery.drain_timeout_s)
-        self.drain_deadline = time.monotonic() + self.config.delivery.drain_timeout_s
+    def _start_drain(self) -> None:
         self.should_exit = True
-        self.exit_requested.set()
 
     def _stop_retrying(self) -> bool:
-        """Retries give up when forced, or when a drain ran out of time."""
-        return self.force_exit or (self.should_exit and time.monotonic() > self.drain_deadline)
-
-    async def drain_watchdog(self) -> None:
-        """The hard bound on a drain: exit non-zero if it is not over in time."""
-        await self.exit_requested.wait()
-        await anyio.sleep(max(0.0, self.drain_deadline - time.monotonic()) + 1.0)
-        log.error("drain did not finish within delivery.drain_timeout_s=%.0fs; exiting",
-                  self.config.delivery.drain_timeout_s)
-        logging.shutdown()
-        os._exit(EXIT_DRAIN_TIMEOUT)
+        """Retries give up when a drain ran out of time (a second signal exits at once)."""
+        return self.drain.expired()
 
     async def startup(self) -> None:
         """Start the Kafka clients, retrying while the broker is unreachable."""
@@ -405,30 +382,24 @@ async def run_service(config: Config) -> int:
         REFUSAL_REASONS,
     )
     bridge = Bridge(config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, bridge.handle_exit)
     probes = Probes(
         ready=bridge.ready,
         pause=bridge.pause if config.http.admin else None,
         resume=bridge.resume if config.http.admin else None,
     )
-    try:
-        return await _run(config, bridge, probes)
-    except Exception:
-        # A bug, not an input problem (the core never raises on input): exit non-zero, and let
-        # the restarted process take over from the last committed offset.
-        log.exception("unexpected error; exiting without committing the in-flight batch")
-        return EXIT_FATAL
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    with bridge.drain.on_signals():
+        try:
+            return await _run(config, bridge, probes)
+        except Exception:
+            # A bug, not an input problem (the core never raises on input): exit non-zero, and let
+            # the restarted process take over from the last committed offset.
+            log.exception("unexpected error; exiting without committing the in-flight batch")
+            return EXIT_FATAL
 
 
 async def _run(config: Config, bridge: Bridge, probes: Probes) -> int:
     """The task group is the lifecycle: startup, run, drain, shutdown."""
     async with anyio.create_task_group() as tg:
-        tg.start_soon(bridge.drain_watchdog)
         try:
             await tg.start(partial(serve_probes, config, probes))
         except OSError as exc:
@@ -460,7 +431,7 @@ async def _run(config: Config, bridge: Bridge, probes: Probes) -> int:
             tg.cancel_scope.cancel()
             return bridge.exit_code
         # Drain: the loop left after committing its last batch; now leave the group, flush.
-        # The watchdog bounds the whole drain by delivery.drain_timeout_s.
+        # The drain's hard bound (bridge.lifecycle) covers this too.
         await bridge.shutdown()
         tg.cancel_scope.cancel()
     log.info("stopped (exit %d)", bridge.exit_code)
