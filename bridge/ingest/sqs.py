@@ -55,6 +55,7 @@ from bridge.ingest.sqs_queues import (
     describe,
     error_kind,
     queues_of,
+    report_queue_depths,
 )
 from bridge.ingest.writer import RawWriter
 from bridge.lifecycle import EXIT_DRAIN_TIMEOUT, EXIT_FATAL, EXIT_OK, Drain
@@ -62,14 +63,11 @@ from bridge.lifecycle import EXIT_DRAIN_TIMEOUT, EXIT_FATAL, EXIT_OK, Drain
 if TYPE_CHECKING:
     from aiobotocore.session import ClientCreatorContext
     from types_aiobotocore_sqs.client import SQSClient
-    from types_aiobotocore_sqs.literals import QueueAttributeFilterType
 
 log = logging.getLogger("bridge.ingest.sqs")
 
 #: How often Kafka is probed (readiness, and when receiving may resume after a failed write).
 KAFKA_PROBE_INTERVAL_S = 2.0
-#: How often the queues' approximate counts are read (a gauge per queue).
-QUEUE_STATS_INTERVAL_S = 15.0
 #: after SIGTERM, how long a ReceiveMessage under way may still answer before it is cancelled
 RECEIVE_GRACE_S = 1.0
 #: A failing queue is logged at its first error, then at most this often.
@@ -225,22 +223,6 @@ class SqsIngest:
             log.info("receiving from queue %s (its visibility timeout %ss; ours per receive %ss)", queue.name,
                      attrs.get("VisibilityTimeout", "?"), self.config.sqs.visibility_timeout_s)
 
-    async def queue_stats(self, clients: dict[str, SQSClient]) -> None:
-        states: dict[QueueAttributeFilterType, str] = {
-            "ApproximateNumberOfMessages": "visible", "ApproximateNumberOfMessagesNotVisible": "in_flight",
-            "ApproximateNumberOfMessagesDelayed": "delayed"}
-        while True:
-            for queue in self.queues:
-                try:
-                    attrs = (await clients[queue.name].get_queue_attributes(
-                        QueueUrl=queue.url, AttributeNames=list(states)))["Attributes"]
-                except SQS_ERRORS:
-                    continue  # the pollers report SQS errors
-                for attr, state in states.items():
-                    if attr in attrs:
-                        metrics.SQS_QUEUE_MESSAGES.labels(queue.name, state).set(float(attrs[attr]))
-            await anyio.sleep(QUEUE_STATS_INTERVAL_S)
-
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def drain_watchdog(self, pollers: anyio.CancelScope) -> None:
@@ -269,7 +251,7 @@ class SqsIngest:
                 return EXIT_OK
             self.started = True
             tg.start_soon(self.kafka_probe)
-            tg.start_soon(self.queue_stats, clients)
+            tg.start_soon(report_queue_depths, self.queues, clients)
             with anyio.CancelScope() as scope:
                 tg.start_soon(self.drain_watchdog, scope)
                 async with anyio.create_task_group() as pollers:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import anyio
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -16,7 +18,15 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from bridge import metrics
 from bridge.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs.client import SQSClient
+    from types_aiobotocore_sqs.literals import QueueAttributeFilterType
+
+#: How often the queues' approximate counts are read (a gauge per queue).
+QUEUE_STATS_INTERVAL_S = 15.0
 
 #: Every error an SQS call can raise: the service's answers and the transport's failures.
 SQS_ERRORS: tuple[type[BaseException], ...] = (BotoCoreError, ClientError, OSError, TimeoutError)
@@ -98,3 +108,20 @@ def describe(exc: BaseException) -> str:
     """One line for a log: the error's type and message (botocore messages carry no secret)."""
     return f"{type(exc).__name__}: {exc}"[:300]
 
+
+async def report_queue_depths(queues: list[Queue], clients: dict[str, SQSClient]) -> None:
+    """Every ``QUEUE_STATS_INTERVAL_S``: each queue's own approximate counts, as a gauge by state."""
+    states: dict[QueueAttributeFilterType, str] = {
+        "ApproximateNumberOfMessages": "visible", "ApproximateNumberOfMessagesNotVisible": "in_flight",
+        "ApproximateNumberOfMessagesDelayed": "delayed"}
+    while True:
+        for queue in queues:
+            try:
+                attrs = (await clients[queue.name].get_queue_attributes(
+                    QueueUrl=queue.url, AttributeNames=list(states)))["Attributes"]
+            except SQS_ERRORS:
+                continue  # the pollers report SQS errors
+            for attr, state in states.items():
+                if attr in attrs:
+                    metrics.SQS_QUEUE_MESSAGES.labels(queue.name, state).set(float(attrs[attr]))
+        await anyio.sleep(QUEUE_STATS_INTERVAL_S)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KAFKA_LOCAL
 from tests.kafka_helpers import (
+    KAFKA_LOCAL,
     REPO,
     BridgeProcess,
     Record,

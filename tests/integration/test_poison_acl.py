@@ -19,8 +19,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest
 
-from tests.conftest import KAFKA_LOCAL, require_tool
+from tests.conftest import require_tool
 from tests.kafka_helpers import (
+    KAFKA_LOCAL,
     BridgeProcess,
     catalog_lines,
     create_topics,
