@@ -99,23 +99,32 @@ def make_consumer(config: Config) -> AIOKafkaConsumer:
     )
 
 
-def make_producer(config: Config, transactional_id: str | None = None) -> AIOKafkaProducer:
-    """An idempotent producer (acks=all); transactional when given a transactional id."""
+def make_producer(config: Config, transactional_id: str | None = None, *, client_id: str | None = None,
+                  largest_record: int | None = None) -> AIOKafkaProducer:
+    """An idempotent producer (acks=all); transactional when given a transactional id.
+
+    ``largest_record``: the largest record it must send. By default the largest dead letter (they
+    carry the original bytes, oversized ones included); the raw-topic writer passes its own limit.
+    """
     k = config.kafka
     kwargs: dict[str, Any] = {}
     if transactional_id is not None:
         kwargs["transactional_id"] = transactional_id
         kwargs["transaction_timeout_ms"] = config.delivery.transaction_timeout_ms
+    if largest_record is None:
+        largest_record = max(config.limits.max_message_bytes, MAX_DEAD_LETTER_BYTES)
+        max_batch_size = k.max_batch_bytes
+    else:
+        max_batch_size = max(k.max_batch_bytes, largest_record + 65536)
     return AIOKafkaProducer(
         bootstrap_servers=k.bootstrap_servers,
-        client_id=f"{k.client_id}-{replica_id(config)}",
+        client_id=client_id or f"{k.client_id}-{replica_id(config)}",
         acks="all",
         enable_idempotence=True,
         compression_type=None if k.compression == "none" else k.compression,
         linger_ms=k.linger_ms,
-        max_batch_size=k.max_batch_bytes,
-        # Dead letters carry the original bytes, oversized ones included: room for them.
-        max_request_size=max(k.max_batch_bytes, config.limits.max_message_bytes, MAX_DEAD_LETTER_BYTES) + 65536,
+        max_batch_size=max_batch_size,
+        max_request_size=max(k.max_batch_bytes, largest_record) + 65536,
         request_timeout_ms=k.request_timeout_ms,
         **kwargs,
         **security_kwargs(config),

@@ -30,7 +30,7 @@ from anyio.abc import TaskStatus
 from bridge import metrics
 from bridge.config import Config
 from bridge.ingest.raw import raw_headers, raw_key
-from bridge.kafka import security_kwargs
+from bridge.kafka import make_producer
 from bridge.transactions import sender_error
 
 log = logging.getLogger("bridge.ingest")
@@ -80,19 +80,8 @@ class RawWriter:
         await self._connected.wait()
 
     def _new_producer(self) -> AIOKafkaProducer:
-        k = self._config.kafka
-        return AIOKafkaProducer(
-            bootstrap_servers=k.bootstrap_servers,
-            client_id=f"{k.client_id}-ingest-{self._source}",
-            acks="all",
-            enable_idempotence=True,
-            compression_type=None if k.compression == "none" else k.compression,
-            linger_ms=k.linger_ms,
-            max_batch_size=max(k.max_batch_bytes, self._max_bytes + 65536),
-            max_request_size=max(k.max_batch_bytes, self._max_bytes) + 65536,
-            request_timeout_ms=k.request_timeout_ms,
-            **security_kwargs(self._config),
-        )
+        return make_producer(self._config, client_id=f"{self._config.kafka.client_id}-ingest-{self._source}",
+                             largest_record=self._max_bytes)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Start the producer, retrying with backoff while Kafka is unreachable; replace it when it
