@@ -248,12 +248,29 @@ class Bridge:
 
     async def shutdown(self) -> None:
         """Leave the group and flush; the in-flight batch was already committed by the loop."""
-        await _quietly_stop(self.consumer, self.delivery.producer if self.delivery else self.producer)
+        # Every batch is committed by now: stopping is a courtesy to the group, bounded so that a
+        # client that hangs there cannot hold the drain past delivery.drain_timeout_s.
+        stop_by = time.monotonic() + 2 * CLIENT_STOP_S
+        if self.drain.started:
+            stop_by = min(stop_by, self.drain.deadline - 1.0)
+
+        def left() -> float:
+            return max(0.5, min(CLIENT_STOP_S, stop_by - time.monotonic()))
+
+        await _quietly_stop(self.consumer, timeout_s=left())
+        await _quietly_stop(self.delivery.producer if self.delivery else self.producer, timeout_s=left())
         if self.partitions is not None:
             await self.partitions.close()
-        if self.delivery is not None:
-            await self.delivery.close()
-        await self.topic_creator.close()
+        for what, close in (("replaced producers", self.delivery.close if self.delivery else None),
+                            ("admin client", self.topic_creator.close)):
+            if close is None:
+                continue
+            bound = left()
+            try:
+                with anyio.fail_after(bound):
+                    await close()
+            except TimeoutError:
+                log.warning("the %s did not close within %.1fs; left behind", what, bound)
         metrics.READY.set(0)
 
     # -- partitions ---------------------------------------------------------------------------
@@ -358,13 +375,20 @@ class Bridge:
                 continue
 
 
-async def _quietly_stop(*clients: Any) -> None:
+#: The longest a Kafka client may take to stop (leave the group, flush) before it is left behind.
+CLIENT_STOP_S = 10.0
+
+
+async def _quietly_stop(*clients: Any, timeout_s: float = 30.0) -> None:
     for client in clients:
         if client is None:
             continue
         try:
-            with anyio.fail_after(30):
+            with anyio.fail_after(timeout_s):
                 await client.stop()
+        except TimeoutError:
+            log.warning("%s did not stop within %.1fs; left behind (the group notices by its session timeout)",
+                        type(client).__name__, timeout_s)
         except Exception as exc:
             log.debug("stopping %s: %s", type(client).__name__, exc)
 

@@ -33,6 +33,9 @@ KILLS = 3
 VISIBILITY_S = 5
 
 
+IN_FLIGHT = "canvas_bridge_sqs_messages_in_flight"
+
+
 def _deleted(proc: IngestSqsProcess) -> float:
     return poll_metric(proc, "canvas_bridge_sqs_messages_deleted_total") or 0.0
 
@@ -68,6 +71,10 @@ def test_sigkill_and_sigstop_while_draining_lose_nothing(bootstrap: str, elastic
             assert a.proc is not None and a.proc.wait(10) == -signal.SIGKILL
             left_at_kills.append(sqs.total(queue))
             if n == 0:  # freeze b beyond the visibility timeout: what it holds is received again
+                # ... once b is draining too and holds messages (it may still be starting when a
+                # has deleted its first 300): a freeze between two batches would hit nothing.
+                wait_until(lambda: _deleted(b) >= 50 and (poll_metric(b, IN_FLIGHT) or 0) > 0, 90,
+                           "b to drain and hold messages", interval=0.01)
                 b.signal(signal.SIGSTOP)
                 time.sleep(VISIBILITY_S + 3)  # the length of the freeze (not a synchronization)
                 b.signal(signal.SIGCONT)
