@@ -10,8 +10,8 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import errors as kerr
@@ -20,6 +20,10 @@ from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.helpers import create_ssl_context
 
 from bridge.config import Config, read_secret
+from bridge.errors import FATAL, Backoff, Fatal, fatal
+
+if TYPE_CHECKING:
+    from bridge.transactions import PartitionProducers
 
 #: The largest dead letter the bridge publishes (a raw value over limits.max_message_bytes is
 #: still dead-lettered whole): the producer's request size and the dead-letter topic it creates
@@ -229,11 +233,11 @@ class TopicCreator:
             self._admin = None
 
 
-class TopicCreationError(Exception):
+class TopicCreationError(Fatal):
     """The broker refused to create an output topic."""
 
 
-class TlsRefused(Exception):
+class TlsRefused(Fatal):
     """The TLS handshake with a broker failed (untrusted certificate, missing client cert...)."""
 
 
@@ -265,3 +269,106 @@ async def check_credentials(config: Config) -> None:
             continue
         conn.close()
         return
+
+
+class Clients:
+    """The Kafka clients of ``canvas-bridge run``, owned here and nowhere else.
+
+    The consumer of the raw topic; the idempotent producer of at-least-once delivery, replaced by
+    ``reset_producer`` when its sequence numbers broke; with exactly-once, the transactional
+    producer of each assigned raw partition (``partitions``, bridge/transactions.py).
+    """
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.partitions: PartitionProducers | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    async def start(self, stopping: Callable[[], bool]) -> None:
+        """Start the consumer and the producer, retrying while the broker is unreachable.
+
+        Raises ``Fatal`` when the broker refuses our credentials or TLS handshake (retrying would
+        never help), or when ``stopping()`` turns true before the broker answered.
+        """
+        config = self._config
+        backoff = Backoff.of(config)
+        while True:
+            consumer, producer = make_consumer(config), make_producer(config)
+            try:
+                await producer.start()
+                await consumer.start()
+                break
+            except FATAL as exc:
+                await stop_quietly(consumer, producer)
+                raise fatal(exc, "the broker refused our credentials: ") from exc
+            except (kerr.KafkaError, OSError) as exc:
+                await stop_quietly(consumer, producer)
+                try:
+                    await check_credentials(config)  # TlsRefused is Fatal: it passes
+                except (*FATAL, kerr.UnsupportedSaslMechanismError) as auth:
+                    raise fatal(auth, "the broker refused our credentials (authentication failed): ") from auth
+                if stopping():
+                    raise Fatal("stopped before the broker could be reached") from exc
+                delay = backoff.next()
+                log.warning("cannot reach Kafka at %s (%s: %s); retrying in %.1fs",
+                            config.kafka.bootstrap_servers, type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+        self.consumer, self.producer = consumer, producer
+        if config.delivery.guarantee == "exactly-once":
+            from bridge.transactions import PartitionProducers  # it builds its producers with this module
+
+            self.partitions = PartitionProducers(config, consumer)
+
+    async def reset_producer(self) -> AIOKafkaProducer:
+        """A new idempotent producer in place of the current one (a new producer id, new sequence
+        numbers); the old one finishes what it was sent, then stops, in the background."""
+        producer = make_producer(self._config)
+        try:
+            await producer.start()
+        except BaseException:
+            await stop_quietly(producer)
+            raise
+        old, self.producer = self.producer, producer
+        if old is not None:
+            task = asyncio.ensure_future(_retire(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        return producer
+
+    async def stop(self, budget: Callable[[], float]) -> None:
+        """Leave the group, flush and close everything; each step bounded by ``budget()`` seconds."""
+        await stop_quietly(self.consumer, timeout_s=budget())
+        await stop_quietly(self.producer, timeout_s=budget())
+        if self.partitions is not None:
+            await self.partitions.close()
+        if self._retiring:
+            bound = budget()
+            try:
+                await asyncio.wait_for(asyncio.gather(*self._retiring, return_exceptions=True), bound)
+            except TimeoutError:
+                log.warning("the replaced producers did not close within %.1fs; left behind", bound)
+
+
+async def stop_quietly(*clients: Any, timeout_s: float = 30.0) -> None:
+    """Stop each client (best effort: the process is leaving), a hanging one named in a warning."""
+    for client in clients:
+        if client is None:
+            continue
+        try:
+            await asyncio.wait_for(client.stop(), timeout_s)
+        except TimeoutError:
+            log.warning("%s did not stop within %.1fs; left behind (the group notices by its session timeout)",
+                        type(client).__name__, timeout_s)
+        except Exception as exc:
+            log.debug("stopping %s: %s", type(client).__name__, exc)
+
+
+async def _retire(producer: AIOKafkaProducer) -> None:
+    """Let a replaced producer finish what it was sent (its futures are awaited elsewhere), then stop it."""
+    try:
+        await asyncio.wait_for(producer.flush(), 60)
+    except Exception as exc:
+        log.debug("flushing a replaced producer: %s", exc)
+    await stop_quietly(producer)

@@ -21,6 +21,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.protocol.metadata import MetadataRequest
 
 from bridge.config import Config
+from bridge.errors import Fatal
 from bridge.refusals import TopicLimits
 
 log = logging.getLogger("bridge.topicinfo")
@@ -34,7 +35,7 @@ _CONFIGS = ("message.timestamp.type", "message.timestamp.after.max.ms", "message
 _UNKNOWN_TOPIC, _TOPIC_NOT_AUTHORIZED = 3, 29
 
 
-class StartupError(Exception):
+class StartupError(Fatal):
     """The raw or dead-letter topic is missing or forbidden while the bridge may not create topics."""
 
 

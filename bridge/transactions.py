@@ -55,7 +55,8 @@ from aiokafka import errors as kerr
 
 from bridge import metrics
 from bridge.config import Config
-from bridge.kafka import make_producer, request_rejoin, transactional_id
+from bridge.errors import FATAL, Backoff, Fatal
+from bridge.kafka import make_producer, request_rejoin, stop_quietly, transactional_id
 
 log = logging.getLogger("bridge.transactions")
 
@@ -63,18 +64,7 @@ log = logging.getLogger("bridge.transactions")
 #: (or the coordinator aborted a transaction that outlived delivery.transaction_timeout_ms).
 FENCED: tuple[type[BaseException], ...] = (kerr.ProducerFenced, kerr.InvalidProducerEpoch)
 
-#: Opening a producer that fails with these cannot succeed by retrying: the service exits.
-_FATAL_OPEN: tuple[type[BaseException], ...] = (
-    kerr.TransactionalIdAuthorizationFailed,
-    kerr.GroupAuthorizationFailedError,
-    kerr.TopicAuthorizationFailedError,
-    kerr.ClusterAuthorizationFailedError,
-    kerr.UnsupportedVersionError,
-    kerr.InvalidTransactionTimeout,
-)
-
-
-class OpenFailed(Exception):
+class OpenFailed(Fatal):
     """A partition's producer cannot be opened, and retrying will not help (e.g. not authorized)."""
 
 
@@ -99,7 +89,7 @@ class PartitionProducers:
         self._open: dict[TopicPartition, PartitionProducer] = {}
         self._fenced: set[TopicPartition] = set()  # not reopened before the next assignment
         self._retry_at: dict[TopicPartition, float] = {}
-        self._backoff: dict[TopicPartition, float] = {}
+        self._backoff: dict[TopicPartition, Backoff] = {}
         self._timeout_s = config.kafka.request_timeout_ms / 1000
 
     def __len__(self) -> int:
@@ -148,16 +138,15 @@ class PartitionProducers:
         results = await asyncio.gather(*(self._open_one(tp) for tp in missing), return_exceptions=True)
         opened, failed = [], []
         for tp, result in zip(missing, results, strict=True):
-            if isinstance(result, _FATAL_OPEN):
+            if isinstance(result, FATAL):
                 raise OpenFailed(f"cannot open the transactional producer of {tp.topic}[{tp.partition}] "
                                  f"(transactional id {transactional_id(self._config, tp)}): "
                                  f"{type(result).__name__}: {result}") from result
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result  # cancellation
-                backoff = min(self._backoff.get(tp, self._config.delivery.retry_backoff_initial_s / 2) * 2,
-                              self._config.delivery.retry_backoff_max_s)
-                self._backoff[tp], self._retry_at[tp] = backoff, time.monotonic() + backoff
+                backoff = self._backoff.setdefault(tp, Backoff.of(self._config)).next()
+                self._retry_at[tp] = time.monotonic() + backoff
                 failed.append((tp, result, backoff))
                 continue
             self._backoff.pop(tp, None)
@@ -272,10 +261,7 @@ def sender_error(producer: AIOKafkaProducer) -> BaseException | None:
 
 
 async def _stop(producer: AIOKafkaProducer) -> None:
-    try:
-        await asyncio.wait_for(producer.stop(), 30)
-    except Exception as exc:
-        log.debug("stopping a transactional producer: %s", exc)
+    await stop_quietly(producer)
     _retrieve_errors(producer)
 
 

@@ -29,8 +29,9 @@ from anyio.abc import TaskStatus
 
 from bridge import metrics
 from bridge.config import Config
+from bridge.errors import Backoff
 from bridge.ingest.raw import raw_headers, raw_key
-from bridge.kafka import make_producer
+from bridge.kafka import make_producer, stop_quietly
 from bridge.transactions import sender_error
 
 log = logging.getLogger("bridge.ingest")
@@ -94,25 +95,24 @@ class RawWriter:
                 self._broken = asyncio.Event()
                 broken, self._producer = self._producer, None
                 if broken is not None:
-                    await _stop_quietly(broken, timeout_s=5)
+                    await stop_quietly(broken, timeout_s=5)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.close()
 
     async def _start(self) -> None:
-        delivery = self._config.delivery
-        backoff = delivery.retry_backoff_initial_s
+        backoff = Backoff.of(self._config)
         while True:
             producer = self._new_producer()
             try:
                 await producer.start()
             except (kerr.KafkaError, OSError) as exc:
-                await _stop_quietly(producer)
+                await stop_quietly(producer)
                 self.last_error = f"cannot reach Kafka: {type(exc).__name__}"
+                delay = backoff.next()
                 log.warning("cannot reach Kafka at %s (%s: %s); retrying in %.1fs",
-                            self._config.kafka.bootstrap_servers, type(exc).__name__, exc, backoff)
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, delivery.retry_backoff_max_s)
+                            self._config.kafka.bootstrap_servers, type(exc).__name__, exc, delay)
+                await anyio.sleep(delay)
                 continue
             self._producer = producer
             self._connected.set()
@@ -168,7 +168,7 @@ class RawWriter:
         """Flush what was sent and stop the producer."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _stop_quietly(producer)
+            await stop_quietly(producer)
 
     async def write(self, value: bytes, *, timeout_s: float, signed: bool = False,
                     key_id: str | None = None, received_ms: int | None = None, source: str | None = None) -> None:
@@ -216,11 +216,3 @@ class RawWriter:
 
     def _failed(self, reason: str, source: str) -> None:
         metrics.INGEST_WRITE_FAILURES.labels(source, reason).inc()
-
-
-async def _stop_quietly(producer: AIOKafkaProducer, timeout_s: float = 30) -> None:
-    try:
-        with anyio.fail_after(timeout_s):
-            await producer.stop()
-    except Exception as exc:  # stopping is best effort: the process is leaving
-        log.debug("stopping the ingest producer: %s", exc)

@@ -1,7 +1,15 @@
-"""The at-least-once ordering rules of ``bridge.delivery.Delivery``, against a small fake of the clients.
+"""The ordering rules of ``bridge.delivery``, against a small fake of the clients.
 
 The chaos suite checks the whole process against a real broker; these check the rules one by one,
-with every acknowledgement and commit released by the test:
+with every acknowledgement and commit released by the test. The owner (``Delivery``: ``submit``,
+``drain``, its rebalance listener):
+
+- batches are committed in the order they were submitted, whatever order their acks come in;
+- records of a partition this replica no longer owns are neither published nor committed, and a
+  revocation first finishes and commits the batches in flight;
+- ``drain`` finishes the work in flight: it returns once every batch is committed.
+
+The at-least-once strategy (``AtLeastOnce``: ``start``, ``finish``, ``settle``), step by step:
 
 - a batch's offsets are committed only after every one of its outputs was acknowledged;
 - commits happen one at a time, in batch order, whatever order the acknowledgements come in;
@@ -17,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -113,11 +122,43 @@ def batch(first_offset: int, keys: list[str]) -> Batch:
     return b
 
 
-def make() -> tuple[Delivery, FakeProducer, FakeConsumer, Deduplicator]:
+class FakeConsumer2(FakeConsumer):
+    """FakeConsumer with an assignment (the owner keeps only the records of owned partitions)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owned: set[TopicPartition] = {RAW}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.owned)
+
+
+def build(records: dict[TopicPartition, list[Any]]) -> Batch:
+    """The core's part, faked: each raw record (offset, dedupe key) is one typed record."""
+    b = Batch(started=time.perf_counter())
+    for tp, msgs in records.items():
+        b.outputs.extend((tp, publish(m.offset, m.value)) for m in msgs)
+        b.offsets[tp] = msgs[-1].offset + 1
+        b.consumed += len(msgs)
+    return b
+
+
+def fetched(first_offset: int, keys: list[str], tp: TopicPartition = RAW) -> dict[TopicPartition, list[Any]]:
+    return {tp: [SimpleNamespace(offset=first_offset + i, value=key) for i, key in enumerate(keys)]}
+
+
+def make() -> tuple[Any, FakeProducer, FakeConsumer2, Deduplicator]:
+    """The at-least-once strategy of a ``Delivery`` over the fakes (the tests of its steps)."""
+    delivery, producer, consumer, dedupe = make_owner()
+    return delivery.guarantee, producer, consumer, dedupe
+
+
+def make_owner() -> tuple[Delivery, FakeProducer, FakeConsumer2, Deduplicator]:
     config = load_config(env={"BRIDGE_DELIVERY_RETRY_BACKOFF_INITIAL_S": "0.01"})
-    producer, consumer = FakeProducer(), FakeConsumer()
+    producer, consumer = FakeProducer(), FakeConsumer2()
+    clients = SimpleNamespace(consumer=consumer, producer=producer, partitions=None)
     dedupe = Deduplicator(True, 1000, 3600)
-    delivery = Delivery(config, consumer, producer, dedupe, should_stop=lambda: False)  # type: ignore[arg-type]
+    delivery = Delivery(config, clients, dedupe, build, should_stop=lambda: False)  # type: ignore[arg-type]
     return delivery, producer, consumer, dedupe
 
 
@@ -252,4 +293,73 @@ def test_a_failed_ack_resends_the_whole_batch_and_commits_once() -> None:
         assert consumer.done == [{RAW: 2}]
         values = sorted(v for _, records, _ in producer.sent[len(first):] for _, v in records)
         assert values == [b"v0", b"v1"], "the retry did not resend every output of the batch"
+    run(main)
+
+
+# -- the owner: submit, drain, revocation ---------------------------------------------------------
+
+
+def test_submitted_batches_are_committed_in_order_and_drain_waits_for_them() -> None:
+    async def main() -> None:
+        delivery, producer, consumer, dedupe = make_owner()
+        await delivery.submit(fetched(0, ["a0", "a1"]))  # sent; its acks awaited at the next submit
+        # The second batch is sent, then the first finished (max_in_flight_batches = 2).
+        submitting = asyncio.ensure_future(delivery.submit(fetched(2, ["b0", "b1"])))
+        await until(lambda: len(producer.sent) == 4, "the second batch sent")
+        producer.ack({b"v2", b"v3"})  # the second batch's acks first
+        await asyncio.sleep(0.05)
+        assert consumer.started == [] and not submitting.done(), "committed before the first batch's acks"
+        producer.ack({b"v0", b"v1"})
+        # Both acknowledged: the first is committed, then (the second being acknowledged too) the second.
+        await until(lambda: consumer.started == [{RAW: 2}], "the first batch's commit")
+        await asyncio.sleep(0.02)
+        assert consumer.started == [{RAW: 2}], "the second commit started before the first ended"
+        consumer.let(2)
+        await submitting
+        await until(lambda: len(consumer.started) == 2, "the second batch's commit")
+        draining = asyncio.ensure_future(delivery.drain())
+        await asyncio.sleep(0.02)
+        assert not draining.done(), "drain returned with a commit in flight"
+        consumer.let(4)
+        await draining
+        assert consumer.done == [{RAW: 2}, {RAW: 4}]
+        assert seen(dedupe, "a0") and seen(dedupe, "b1")
+    run(main)
+
+
+def test_records_of_a_partition_no_longer_owned_are_neither_published_nor_committed() -> None:
+    async def main() -> None:
+        delivery, producer, consumer, _ = make_owner()
+        other = TopicPartition("canvas.raw", 1)  # fetched, but revoked before it was handed over
+        await delivery.submit({**fetched(0, ["x0"], other), **fetched(0, ["o0"])})
+        assert [records for _, records, _ in producer.sent] == [[(b"k", b"v0")]]
+        producer.ack({b"v0"})
+        consumer.let(1)
+        await delivery.drain()
+        assert consumer.started == [{RAW: 1}], "an offset of a partition not owned was committed"
+        await delivery.submit(fetched(5, ["x5"], other))
+        await delivery.drain()
+        assert len(producer.sent) == 1 and consumer.started == [{RAW: 1}]
+    run(main)
+
+
+def test_a_revocation_commits_the_batches_in_flight_first_then_drops_the_partition() -> None:
+    async def main() -> None:
+        delivery, producer, consumer, dedupe = make_owner()
+        told: list[list[TopicPartition]] = []
+        listener = delivery.listener(on_assigned=lambda tps: None, on_revoked=told.append)
+        await delivery.submit(fetched(0, ["v0", "v1"]))
+        revoking = asyncio.ensure_future(listener.on_partitions_revoked([RAW]))
+        await asyncio.sleep(0.05)
+        assert not revoking.done() and told == [], "the revocation went on before the batch was committed"
+        producer.ack({b"v0", b"v1"})
+        await until(lambda: consumer.started == [{RAW: 2}], "the commit of the batch in flight")
+        consumer.let(2)
+        await revoking
+        assert consumer.done == [{RAW: 2}] and told == [[RAW]]
+        assert not seen(dedupe, "v0"), "the revoked partition's window was kept"
+        consumer.owned = set()  # the group gave it to another replica
+        await delivery.submit(fetched(2, ["v2"]))
+        await delivery.drain()
+        assert consumer.started == [{RAW: 2}] and len(producer.sent) == 2, "a revoked partition's batch was handled"
     run(main)

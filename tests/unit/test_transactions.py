@@ -22,6 +22,7 @@ from bridge.config import Config, load_config
 from bridge.core import Core, Source
 from bridge.dedupe import Deduplicator
 from bridge.delivery import Batch, Delivery
+from bridge.delivery.exactly_once import ExactlyOnce
 from bridge.transactions import PartitionProducers
 from tests.unit._helpers import CANVAS_LINES
 
@@ -118,7 +119,7 @@ class Rig:
     consumer: FakeConsumer
     producers: list[FakeProducer]
     partitions: PartitionProducers
-    delivery: Delivery
+    delivery: ExactlyOnce  # the strategy of a Delivery
 
 
 @pytest.fixture
@@ -136,9 +137,11 @@ def rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
 
     monkeypatch.setattr(transactions, "make_producer", make_producer)
     partitions = PartitionProducers(config, consumer)  # type: ignore[arg-type]
-    delivery = Delivery(config, consumer, None, Deduplicator(False, 1, 1.0),  # type: ignore[arg-type]
-                        should_stop=lambda: False, partitions=partitions)
-    yield Rig(config, events, consumer, producers, partitions, delivery)
+    clients = SimpleNamespace(consumer=consumer, producer=None, partitions=partitions)
+    delivery = Delivery(config, clients, Deduplicator(False, 1, 1.0), lambda records: Batch(),  # type: ignore[arg-type]
+                        should_stop=lambda: False)
+    assert isinstance(delivery.guarantee, ExactlyOnce)
+    yield Rig(config, events, consumer, producers, partitions, delivery.guarantee)
 
 
 def _records(tp: TopicPartition, first: int, count: int) -> list[Any]:
