@@ -302,7 +302,7 @@ class Clients:
                 break
             except FATAL as exc:
                 await stop_quietly(consumer, producer)
-                raise fatal(exc, "the broker refused our credentials: ") from exc
+                raise fatal(exc, "the broker refused the bridge: ") from exc
             except (kerr.KafkaError, OSError) as exc:
                 await stop_quietly(consumer, producer)
                 try:
