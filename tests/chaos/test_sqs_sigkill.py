@@ -5,9 +5,9 @@ processes drain it while the real bridge consumes the raw topic:
 
 - ``a`` is SIGKILLed 3 times, each time once it has deleted some messages, and restarted: what
   it held (received, maybe written, not deleted) comes back after the visibility timeout;
-- ``b`` is frozen (SIGSTOP) for longer than the visibility timeout while an ``a`` drains, then
-  thawed: ``a`` receives again what ``b`` held, and ``b`` finishes its old writes and deletes with
-  stale receipt handles.
+- ``b`` is frozen (SIGSTOP) for longer than the visibility timeout while the last ``a`` drains,
+  then thawed: ``a`` receives again what ``b`` held, and ``b`` finishes its old writes and deletes
+  with stale receipt handles.
 
 At the end: every body is on canvas.raw (0 lost), the queue is empty, and every event is on its
 typed topic exactly once; the records written twice are counted, and the bridge's suppressions.
@@ -73,18 +73,18 @@ def test_sigkill_and_sigstop_while_draining_lose_nothing(bootstrap: str, elastic
             assert a.proc is not None and a.proc.wait(10) == -signal.SIGKILL
             left_at_kills.append(sqs.total(queue))
             name = f"a-{n + 1}" if n + 1 < KILLS else "a-final"
-            a = ingest(name, pollers=1 if n == 0 else 2).start()  # a-1 drains alone while b is frozen: slower
+            a = ingest(name).start()
             processes.append(a)
-            if n == 0:
-                # Freeze b beyond the visibility timeout while a-1 drains: what b holds becomes
-                # visible again and a-1 receives and writes it; b, thawed, writes or deletes it
-                # too. (b is frozen once it drains and holds messages: between two batches, or
-                # with no other process receiving, a freeze would hit nothing.)
-                wait_until(lambda: _deleted(b) >= 50 and (poll_metric(b, IN_FLIGHT) or 0) > 0, 90,
-                           "b to drain and hold messages", interval=0.01)
-                b.signal(signal.SIGSTOP)
-                time.sleep(VISIBILITY_S + 5)  # the length of the freeze (not a synchronization)
-                b.signal(signal.SIGCONT)
+        # Freeze b beyond the visibility timeout while a-final drains: what b holds becomes visible
+        # again, a-final receives and writes it (it polls until the queue is empty, and the queue
+        # holds b's messages until b deletes them); b, thawed, writes or deletes it too. (b is
+        # frozen once it holds messages: between two batches, or with nobody else receiving,
+        # a freeze would hit nothing.)
+        wait_until(lambda: _deleted(b) >= 50 and (poll_metric(b, IN_FLIGHT) or 0) > 0, 90,
+                   "b to drain and hold messages", interval=0.01)
+        b.signal(signal.SIGSTOP)
+        time.sleep(VISIBILITY_S + 5)  # the length of the freeze (not a synchronization)
+        b.signal(signal.SIGCONT)
         wait_until(lambda: sqs.total(queue) == 0, 180, "the queue to be empty", interval=0.5)
         for p in (a, b):
             assert p.terminate(40) == 0, p.log_tail()
