@@ -30,11 +30,28 @@ LATENCY_TICK_S = 0.010
 LATENCY_WARMUP_ROUNDS = 3
 
 
-def write_latencies(path: str | Path, sent: array.array[int], received: array.array[int], unparsed: int) -> None:
-    with open(path, "wb") as fh:
-        array.array("q", [len(sent), unparsed]).tofile(fh)
-        sent.tofile(fh)
-        received.tofile(fh)
+class Latencies:
+    """What a latency consumer records: each timed record's send and receive time (ns), and how
+    many records carried no send time; written to ``--out`` for ``read_latencies``."""
+
+    def __init__(self) -> None:
+        self.sent = array.array("q")
+        self.received = array.array("q")
+        self.unparsed = 0
+
+    def add(self, match: re.Match[Any] | None, now_ns: int) -> None:
+        """One record: ``match`` is its send-time token (group 1: ns), None when it has none."""
+        if match is None:
+            self.unparsed += 1
+            return
+        self.sent.append(int(match.group(1)))
+        self.received.append(now_ns)
+
+    def write(self, path: str | Path) -> None:
+        with open(path, "wb") as fh:
+            array.array("q", [len(self.sent), self.unparsed]).tofile(fh)
+            self.sent.tofile(fh)
+            self.received.tofile(fh)
 
 
 def read_latencies(path: Path) -> tuple[array.array[int], array.array[int], int]:
@@ -72,9 +89,7 @@ async def _latency_consumer(args: argparse.Namespace) -> int:
     await consumer.start()
     stopping = stop_flag()
     consumer.subscribe(pattern=args.pattern)
-    sent = array.array("q")
-    received = array.array("q")
-    unparsed = 0
+    latencies = Latencies()
     try:
         deadline = time.monotonic() + 120
         while len(consumer.assignment()) < args.expect_partitions:
@@ -97,13 +112,9 @@ async def _latency_consumer(args: argparse.Namespace) -> int:
                         match = _TIME_TOKEN.search(text or "")
                     except msgspec.DecodeError:
                         match = None
-                    if match is None:
-                        unparsed += 1
-                        continue
-                    sent.append(int(match.group(1)))
-                    received.append(now)
+                    latencies.add(match, now)
     finally:
-        write_latencies(args.out, sent, received, unparsed)
+        latencies.write(args.out)
         await consumer.stop()
     return 0
 
@@ -132,9 +143,7 @@ def _latency_consumer_kcat(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    sent = array.array("q")
-    received = array.array("q")
-    unparsed = 0
+    latencies = Latencies()
     sel = selectors.DefaultSelector()
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
     sel.register(out_fd, selectors.EVENT_READ)
@@ -165,14 +174,9 @@ def _latency_consumer_kcat(args: argparse.Namespace) -> int:
                     continue
                 *lines, pending = (pending + chunk).split(b"\n")
                 for line in lines:
-                    match = _TIME_TOKEN_B.search(line)
-                    if match is None:
-                        unparsed += 1
-                        continue
-                    sent.append(int(match.group(1)))
-                    received.append(now)
+                    latencies.add(_TIME_TOKEN_B.search(line), now)
     finally:
-        write_latencies(args.out, sent, received, unparsed)
+        latencies.write(args.out)
         proc.terminate()
         try:
             proc.wait(10)
