@@ -153,6 +153,9 @@ class TopicCreator:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._known: set[str] = set()
+        #: Topics whose creation the broker refused (authorization, policy): their records follow
+        #: ``topics.missing``. Any other topic found missing is only not visible yet (``creating``).
+        self.refused: set[str] = set()
         self._admin: AIOKafkaAdminClient | None = None
         self._lock = asyncio.Lock()  # exactly-once sends a batch's shares concurrently
 
@@ -162,6 +165,15 @@ class TopicCreator:
             return
         async with self._lock:
             await self._create(topics - self._known)
+
+    def creating(self, topic: str) -> bool:
+        """Whether a topic found missing is one the bridge creates (and not refused): the broker's
+        metadata does not show it yet (another replica's creation, a broker behind the controller),
+        or it was deleted. Its records wait; the next ``ensure`` creates it again, or waits for it."""
+        if not self._config.topics.create or topic in self.refused:
+            return False
+        self._known.discard(topic)
+        return True
 
     async def _create(self, missing: set[str]) -> None:
         if not missing:
@@ -184,6 +196,9 @@ class TopicCreator:
                         raise TopicCreationError(f"creating topic {topic} failed: {_FATAL_CREATE_ERRORS[code]}")
                     # a typed topic: its records are rerouted (topics.missing), see bridge/refusals.py
                     refused.append(f"{topic} ({_FATAL_CREATE_ERRORS[code]})")
+                    if len(self.refused) >= 100_000:  # bounded: a cleared one is refused again next time
+                        self.refused.clear()
+                    self.refused.add(topic)
                     to_create.remove(topic)
                     continue
                 if code not in (0, _TOPIC_ALREADY_EXISTS):
@@ -192,10 +207,13 @@ class TopicCreator:
             if refused:
                 log.warning("cannot create %d topics; their records follow topics.missing = %s: %s",
                             len(refused), settings.missing, ", ".join(refused[:10]))
-            created = [t for t, code, *_ in response.topic_errors if code == 0]
+            # Already existing: another replica created it a moment ago, maybe not finished yet.
+            created = [t for t, code, *_ in response.topic_errors if code in (0, _TOPIC_ALREADY_EXISTS)]
             if created:
                 await self._wait_for_leaders(admin, created)
-                log.info("created %d topics: %s", len(created), ", ".join(created[:10]))
+                ours = [t for t, code, *_ in response.topic_errors if code == 0]
+                if ours:
+                    log.info("created %d topics: %s", len(ours), ", ".join(ours[:10]))
         if len(self._known) < 100000:  # bounded, whatever the event names
             self._known |= missing
 

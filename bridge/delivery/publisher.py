@@ -34,6 +34,11 @@ class RecordsRefused(Exception):
     """The broker refused records of the attempt; what it taught is in the ``Screen``: send again."""
 
 
+class TopicNotVisible(kerr.KafkaError):  # type: ignore[misc]
+    """Retriable: an output topic the bridge created (or another replica did) is not in the
+    broker's metadata yet."""
+
+
 class Partitioner:
     """The Java client's default partitioning (murmur2 of the key), with a bounded memo.
 
@@ -98,6 +103,7 @@ class Publisher:
             await self._topics.ensure(topics)
         if self._info is not None:
             await self._info.learn(topics)
+            self._check_visible(topics)
         reroute: dict[int, tuple[str, str]] = {}
         clamped = self.screen.clamped
         info = self._info
@@ -112,6 +118,20 @@ class Publisher:
             self._reroute(batch, sends, reroute)
             topics = {out.topic for out in sends}
         return await self.send(sends, producer, topics)
+
+    def _check_visible(self, topics: set[str]) -> None:
+        """A typed topic the bridge creates but the broker does not show yet is waited for (a
+        retriable error: the batch is sent again after a backoff), never dead-lettered as missing."""
+        assert self._info is not None
+        if self._topics is None:
+            return
+        limits = self._info.limits
+        waiting = sorted(t for t in topics if t in limits and not limits[t].exists and self._topics.creating(t))
+        if waiting:
+            for topic in waiting:
+                self._info.forget(topic)
+            raise TopicNotVisible(f"{len(waiting)} output topics were created but the broker does not show "
+                                  f"them yet: {', '.join(waiting[:5])}")
 
     def _reroute(self, batch: Batch, sends: list[Output], reroute: dict[int, tuple[str, str]]) -> None:
         """Replace the screened-out records of ``sends`` with their dead letters (or catch-all records)."""

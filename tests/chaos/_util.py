@@ -468,7 +468,9 @@ def check(workload: Workload, outputs: list[Out], topics: Topics) -> Report:
                     continue
                 marker = found.group(0)
                 if marker not in garbage_markers and marker not in poison:
-                    valid_in_dlq.append(marker)
+                    reason = o.headers.get("dlq_reason", b"?").decode("utf-8", "replace")
+                    detail = o.headers.get("dlq_detail", b"").decode("utf-8", "replace")[:200]
+                    valid_in_dlq.append(f"{marker} ({reason}: {detail})")
             dlq_by_marker[marker].append(o)
             continue
         try:
