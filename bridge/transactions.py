@@ -232,19 +232,20 @@ class PartitionProducers:
                     self._consumer.pause(tp)
             request_rejoin(self._consumer)
 
-    async def discard(self, owner: PartitionProducer, exc: BaseException) -> None:
-        """The producer is in an unknown state (an abort failed): replace it at the next ``ensure``."""
+    async def discard(self, owner: PartitionProducer, exc: BaseException, stop_s: float = 30.0) -> None:
+        """The producer is in an unknown state (an abort failed): replace it at the next ``ensure``.
+        ``stop_s``: how long its stop may take (the next producer fences it anyway)."""
         tp = owner.tp
         log.warning("%s[%d]: closing the transactional producer (%s: %s); it is reopened from the "
                     "committed offset", tp.topic, tp.partition, type(exc).__name__, exc)
-        await self._close(owner)
+        await self._close(owner, stop_s)
 
-    async def _close(self, owner: PartitionProducer) -> None:
+    async def _close(self, owner: PartitionProducer, stop_s: float = 30.0) -> None:
         owner.live = False
         if self._open.get(owner.tp) is owner:
             del self._open[owner.tp]
         metrics.TRANSACTIONAL_PRODUCERS.set(len(self._open))
-        await _stop(owner.producer)
+        await _stop(owner.producer, stop_s)
 
 
 def sender_error(producer: AIOKafkaProducer) -> BaseException | None:
@@ -260,9 +261,12 @@ def sender_error(producer: AIOKafkaProducer) -> BaseException | None:
     return error
 
 
-async def _stop(producer: AIOKafkaProducer) -> None:
-    await stop_quietly(producer)
+async def _stop(producer: AIOKafkaProducer, stop_s: float = 30.0) -> None:
+    await stop_quietly(producer, timeout_s=stop_s)
     _retrieve_errors(producer)
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    if isinstance(task, asyncio.Future) and not task.done():  # left behind: its errors come when it dies
+        task.add_done_callback(lambda _: _retrieve_errors(producer))
 
 
 def _retrieve_errors(producer: AIOKafkaProducer) -> None:

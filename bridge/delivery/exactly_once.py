@@ -35,7 +35,7 @@ from bridge import metrics
 from bridge.config import Config
 from bridge.delivery.batch import Batch, InFlight, PartitionShare, Status, Window
 from bridge.delivery.guarantee import Guarantee
-from bridge.delivery.publisher import BROKEN_PRODUCER, Publisher, RecordsRefused
+from bridge.delivery.publisher import BROKEN_PRODUCER, AcksTimedOut, Publisher, RecordsRefused
 from bridge.errors import FATAL, RETRIABLE, Backoff, Fatal, fatal
 from bridge.transactions import FENCED, PartitionProducer, PartitionProducers, sender_error
 
@@ -111,6 +111,12 @@ class ExactlyOnce(Guarantee):
                     self._status.failed(exc, len(share.sends), 0.0)
                     await partitions.discard(owner, exc)
                     return
+                except AcksTimedOut as exc:
+                    # Stuck adding a (deleted?) topic's partition to the transaction: neither an abort
+                    # nor a stop can finish. Redone by the partition's next producer, which fences it.
+                    self._status.failed(exc, len(share.sends), 0.0)
+                    await partitions.discard(owner, exc, stop_s=5.0)
+                    return
                 except RETRIABLE as exc:
                     delay = backoff.next()
                     self._status.failed(exc, len(share.sends), delay)
@@ -128,7 +134,9 @@ class ExactlyOnce(Guarantee):
 
     async def _transaction(self, producer: AIOKafkaProducer, share: PartitionShare) -> None:
         await producer.begin_transaction()
-        await self._publisher.acknowledged(*await self._publisher.attempt(share.batch, share.sends, producer))
+        # Not past the transaction's timeout: the coordinator aborts it then anyway.
+        await self._publisher.acknowledged(*await self._publisher.attempt(share.batch, share.sends, producer),
+                                           within=self._config.delivery.transaction_timeout_ms / 1000 + 5)
         started = time.perf_counter()
         await producer.send_offsets_to_transaction(share.batch.offsets, self._config.group_id)
         await producer.commit_transaction()

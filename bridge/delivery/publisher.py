@@ -27,6 +27,11 @@ log = logging.getLogger("bridge.delivery")
 #: client, does not reset its sequence numbers after a refused batch (a gap). A new producer is used.
 BROKEN_PRODUCER: tuple[type[BaseException], ...] = (kerr.OutOfOrderSequenceNumber, kerr.UnknownProducerId)
 
+#: A produce error that may mean the topic was deleted: the next attempt reads the topic's state
+#: again (bridge/topicinfo.py), so that it is created again (``topics.create``) or its records
+#: follow ``topics.missing``, instead of being retried until the 10-minute refresh.
+TOPIC_GONE: tuple[type[BaseException], ...] = (kerr.UnknownTopicOrPartitionError, kerr.NotLeaderForPartitionError)
+
 Sent = tuple[list[asyncio.Future[Any]], list[list[Output]]]
 
 
@@ -37,6 +42,10 @@ class RecordsRefused(Exception):
 class TopicNotVisible(kerr.KafkaError):  # type: ignore[misc]
     """Retriable: an output topic the bridge created (or another replica did) is not in the
     broker's metadata yet."""
+
+
+class AcksTimedOut(kerr.KafkaTimeoutError):  # type: ignore[misc]
+    """Retriable: some records of an attempt were not acknowledged in time."""
 
 
 class Partitioner:
@@ -140,11 +149,32 @@ class Publisher:
         log.warning("rerouted %d typed records the broker refuses (or would), e.g. for %s: %s",
                     len(reroute), sends[min(reroute)].headers[-1][1].decode(), reroute[min(reroute)][1])
 
-    async def acknowledged(self, futures: list[asyncio.Future[Any]], groups: list[list[Output]]) -> None:
+    async def acknowledged(self, futures: list[asyncio.Future[Any]], groups: list[list[Output]],
+                           within: float | None = None) -> None:
         """Wait for every future (all settled: no unretrieved errors). Records the broker refused
-        are learnt by the screen (``RecordsRefused``); other failures raise the first one."""
+        are learnt by the screen (``RecordsRefused``); other failures raise the first one.
+
+        ``within`` seconds: a future still pending then raises ``AcksTimedOut`` (retriable), and its topic's
+        state is read again. aiokafka's own expiry does not cover a transaction: it retries adding
+        a deleted topic's partition to the transaction for ever, and the partition would wait.
+        """
+        if within is not None and futures:
+            _, pending = await asyncio.wait(futures, timeout=within)
+            if pending:
+                topics = sorted({outs[0].topic for f, outs in zip(futures, groups, strict=True)
+                                 if f in pending and outs})
+                for f in futures:
+                    f.add_done_callback(_seen)
+                for topic in topics if self._info is not None else ():
+                    self._info.forget(topic)  # type: ignore[union-attr]
+                raise AcksTimedOut(f"no acknowledgement within {within:.0f}s for records of {len(topics)} "
+                                   f"topics (deleted?): {', '.join(topics[:5])}")
         results = await asyncio.gather(*futures, return_exceptions=True)
         first, refused = self.screen.learn_results(results, groups)
+        if self._info is not None and first is not None:
+            for result, outs in zip(results, groups, strict=True):
+                if isinstance(result, TOPIC_GONE) and outs:  # deleted? read its state again
+                    self._info.forget(outs[0].topic)
         if refused:  # progress: the next attempt reroutes them (other failures are retried with it)
             if self._info is not None:
                 for topic in refused:

@@ -6,6 +6,7 @@ This module starts its own broker for that: the session broker creates topics on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.kafka_helpers import (
     KAFKA_LOCAL,
@@ -206,3 +208,61 @@ def test_a_missing_dead_letter_topic_stops_the_start(locked_bootstrap: str, tmp_
         bridge.kill()
     assert code == 1
     assert f"{s.prefix}.nowhere (missing)" in bridge.log_tail(), bridge.log_tail()
+
+
+async def _delete_topic(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        for _ in range(300):  # until the broker no longer lists it
+            if topic not in await admin.list_topics():
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{topic} was not deleted")
+    finally:
+        await admin.close()
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize(("create", "guarantee"),
+                         [("true", "at-least-once"), ("false", "at-least-once"), ("true", "exactly-once")])
+def test_a_typed_topic_deleted_mid_run(locked_bootstrap: str, tmp_path: Path, create: str, guarantee: str) -> None:
+    """topics.create = true: the topic is created again and its records published there;
+    false: they follow topics.missing (dead-lettered as missing_topic). The partition never waits
+    for the 10-minute refresh of the topic's settings."""
+    s = Scenario(locked_bootstrap)
+    name, topic = next(iter(s.kinds)), s.present[0]
+    first, second = s.values("first")[name], s.values("second")[name]
+    published = f'event_name="{name}"'
+    with BridgeProcess(locked_bootstrap, s.raw, unique("group"), tmp_path / "bridge.log",
+                       **s.settings(BRIDGE_TOPICS_CREATE=create, BRIDGE_DELIVERY_GUARANTEE=guarantee)) as bridge:
+        bridge.wait_ready()
+        s.produce({name: first})
+        wait_until(lambda: bridge.metric("canvas_bridge_events_published_total", published) >= 5, 30,
+                   "5 events published")
+        run(_delete_topic(locked_bootstrap, topic))
+        deleted = time.monotonic()
+        s.produce({name: second})
+        if create == "true":
+            wait_until(lambda: bridge.metric("canvas_bridge_events_published_total", published) >= 10, 120,
+                       "the 5 events after the deletion published", interval=0.2)
+        else:
+            wait_until(lambda: bridge.metric("canvas_bridge_refused_records_total", 'reason="missing_topic"') >= 5,
+                       120, "the 5 events after the deletion dead-lettered", interval=0.2)
+        print(f"\nDELETED create={create} {guarantee}: the 5 events after the deletion "
+              f"{'published' if create == 'true' else 'dead-lettered'} {time.monotonic() - deleted:.1f}s later; "
+              f"publish retries {bridge.metric('canvas_bridge_publish_retries_total'):.0f}")
+        assert bridge.get("/readyz")[0] == 200
+        refused = bridge.metric("canvas_bridge_refused_records_total")
+        assert bridge.terminate(30) == 0, bridge.log_tail()
+    assert "never retrieved" not in (tmp_path / "bridge.log").read_text(), "a closed producer's errors were left"
+    expected = sorted(_marker(Record("", 0, 0, None, v)) for v in second)
+    if create == "true":
+        records = run(read_all(locked_bootstrap, topic, min_count=5, read_committed=True))
+        assert sorted(_marker(r) for r in records) == expected
+        assert refused == 0
+    else:
+        dead = run(read_all(locked_bootstrap, s.dlq, min_count=5))
+        assert sorted(_marker(r) for r in dead) == expected
+        assert all(r.headers["dlq_reason"] == b"missing_topic" for r in dead)
