@@ -34,29 +34,9 @@ from bridge.events import (
 from bridge.events._base import UNSET, CanvasBody, CanvasObject, Expected, Id
 from bridge.events.metadata import CanvasMetadata
 
-_AREAS = (
-    accounts,
-    activity,
-    assignments,
-    blueprints,
-    conversations,
-    courses,
-    discussions,
-    enrollments,
-    files,
-    grades,
-    groups,
-    lti,
-    migrations,
-    modules,
-    outcomes,
-    quizzes,
-    sis,
-    submissions,
-    system,
-    users,
-    wiki,
-)
+_AREAS = (accounts, activity, assignments, blueprints, conversations, courses, discussions,
+          enrollments, files, grades, groups, lti, migrations, modules, outcomes,
+          quizzes, sis, submissions, system, users, wiki)
 
 
 def _build_registry() -> dict[str, type[CanvasBody]]:
