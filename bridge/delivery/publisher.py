@@ -165,8 +165,9 @@ class Publisher:
                                  if f in pending and outs})
                 for f in futures:
                     f.add_done_callback(_seen)
-                for topic in topics if self._info is not None else ():
-                    self._info.forget(topic)  # type: ignore[union-attr]
+                if self._info is not None:
+                    for topic in topics:
+                        self._info.forget(topic)
                 raise AcksTimedOut(f"no acknowledgement within {within:.0f}s for records of {len(topics)} "
                                    f"topics (deleted?): {', '.join(topics[:5])}")
         results = await asyncio.gather(*futures, return_exceptions=True)

@@ -226,7 +226,8 @@ async def _delete_topic(bootstrap: str, topic: str) -> None:
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize(("create", "guarantee"),
-                         [("true", "at-least-once"), ("false", "at-least-once"), ("true", "exactly-once")])
+                         [("true", "at-least-once"), ("false", "at-least-once"), ("true", "exactly-once"),
+                          ("false", "exactly-once")])
 def test_a_typed_topic_deleted_mid_run(locked_bootstrap: str, tmp_path: Path, create: str, guarantee: str) -> None:
     """topics.create = true: the topic is created again and its records published there;
     false: they follow topics.missing (dead-lettered as missing_topic). The partition never waits
